@@ -1,0 +1,147 @@
+"""`dvt-staging` command line (DESIGN §6).
+
+Exit status: 0 success, 2 bad input or usage (one line on stderr, no
+traceback), 130 cancelled, 1 internal error.  Heavy imports (torch) happen
+inside the commands that need them, so `phantom` and `dataset` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, UserError
+
+PROG = "dvt-staging"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage on several lines; we want one line
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_common_output(p, default_out):
+    p.add_argument("--out", type=Path, default=Path(default_out), help=f"output folder (default: {default_out})")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in the output folder")
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+def cmd_phantom(args) -> int:
+    from .phantom.preview import measure_case, ratio_statistics, write_preview
+    from .phantom.writer import write_phantom_dataset
+    from .progress import status
+
+    dataset = write_phantom_dataset(args.out, args.cases, args.seed, workers=args.workers,
+                                    overwrite=args.overwrite, normal_fraction=args.normal_fraction)
+    status(f"phantom: wrote {len(dataset.cases)} studies to {args.out}")
+    if args.preview:
+        measurements = [m for case in dataset.cases for m in measure_case(dataset, case)]
+        path = write_preview(dataset, args.out / "preview.png", measurements)
+        for stage, s in ratio_statistics(measurements).items():
+            status(f"phantom: {stage:9s} thrombus/muscle ratio {s['mean']:.2f} ± {s['sd']:.2f} (n={s['n']})")
+        status(f"phantom: preview {path}")
+    return 0
+
+
+def cmd_dataset_validate(args) -> int:
+    from .dataset import validate_dataset
+
+    problems = validate_dataset(args.root, deep=not args.quick)
+    if problems:
+        for p in problems[:50]:
+            print(f"{args.root}: {p}", file=sys.stderr)
+        if len(problems) > 50:
+            print(f"... and {len(problems) - 50} more", file=sys.stderr)
+        return 2
+    print(f"{args.root}: valid dataset")
+    return 0
+
+
+def cmd_stage(args) -> int:
+    from .pipeline import stage_study
+
+    stage_study(args.input, args.out, roi_path=args.roi, auto_roi=args.auto_roi, model=args.model,
+                device=args.device, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .pipeline import run_demo
+
+    run_demo(args.out, seed=args.seed, model=args.model, device=args.device, overwrite=args.overwrite)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Stage deep vein thrombosis on black-blood MR thrombus imaging. "
+                                            "Research software, not for clinical use.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("demo", help="phantom study -> ROI -> staging -> overlay and report")
+    _add_common_output(p, "dvt-demo")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("stage", help="stage every thrombus ROI of a study")
+    p.add_argument("input", type=Path, help="volume file (NRRD, NIfTI, MHA, ...) or DICOM series folder")
+    p.add_argument("--roi", type=Path, help="Slicer markups JSON with the thrombus ROI(s)")
+    p.add_argument("--auto-roi", action="store_true", help="detect thrombus ROIs automatically")
+    p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _add_common_output(p, "dvt-stage")
+    p.set_defaults(handler=cmd_stage)
+
+    p = sub.add_parser("phantom", help="write a labeled synthetic BTI dataset")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cases", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--normal-fraction", type=float, default=0.0, help="share of studies without thrombus")
+    p.add_argument("--preview", action="store_true", help="also write preview.png, one study per stage")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.set_defaults(handler=cmd_phantom)
+
+    p = sub.add_parser("dataset", help="dataset tools")
+    dsub = p.add_subparsers(dest="dataset_command", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+    v = dsub.add_parser("validate", help="check a dataset folder against the format")
+    v.add_argument("root", type=Path)
+    v.add_argument("--quick", action="store_true", help="check dataset.json and file presence only")
+    v.set_defaults(handler=cmd_dataset_validate)
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print(f"{PROG}: cancelled", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: say so in one line; the traceback on request
+        if os.environ.get("DVT_STAGING_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(set DVT_STAGING_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,133 @@
+"""Write a labeled phantom dataset (dataset format of DESIGN §5), in parallel and deterministically."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..dataset import CLASSES, Case, Dataset, stratified_splits, write_dataset_json
+from ..errors import UserError
+from ..progress import Progress
+from ..roi import write_rois
+from ..segmentation import write_segmentation
+from ..volume import write_volume
+from .cues import STAGE_PRIOR, STAGES
+from .study import PhantomStudy, make_study
+
+BILATERAL_FRACTION = 0.2     # studies with a thrombus in each leg
+SAME_STAGE_BILATERAL = 0.7   # of those, both thrombi of the same age
+
+
+def stage_counts(n: int) -> dict[str, int]:
+    """Cases per stage for n cases, by the paper's case mix (largest remainder)."""
+    exact = {s: STAGE_PRIOR[s] * n for s in STAGES}
+    counts = {s: int(np.floor(v)) for s, v in exact.items()}
+    for s in sorted(STAGES, key=lambda s: exact[s] - counts[s], reverse=True)[: n - sum(counts.values())]:
+        counts[s] += 1
+    return counts
+
+
+def plan_cases(n_cases: int, seed: int, normal_fraction: float = 0.0) -> list[dict]:
+    """Per case: its own seed, the stages of its thrombi (none for a normal study) and its split."""
+    rng = np.random.default_rng([seed, 0])
+    n_normal = int(round(normal_fraction * n_cases))
+    kinds = [s for s, n in stage_counts(n_cases - n_normal).items() for _ in range(n)] + ["normal"] * n_normal
+    rng.shuffle(kinds)
+    splits = stratified_splits(kinds, seed)
+    plans = []
+    for index, kind in enumerate(kinds):
+        stages = [] if kind == "normal" else [kind]
+        if stages and rng.random() < BILATERAL_FRACTION:
+            stages.append(kind if rng.random() < SAME_STAGE_BILATERAL
+                          else str(rng.choice([s for s in STAGES if s != kind])))
+        case_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        plans.append({"index": index, "seed": case_seed, "stages": stages, "split": splits[index]})
+    return plans
+
+
+def write_study(study: PhantomStudy, folder: Path) -> dict:
+    """Image, tissue segmentation, one ROI file per thrombus and the truth; paths relative to folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_volume(study.volume, folder / "image.nrrd")
+    write_segmentation(folder / "tissues.seg.nrrd", study.labels, study.volume)
+    roi_files = []
+    for roi in study.rois:
+        write_rois(folder / f"{roi.name}.mrk.json", [roi])
+        roi_files.append(f"{roi.name}.mrk.json")
+    (folder / "truth.json").write_text(json.dumps(study.truth, indent=1), encoding="utf-8")
+    return {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd", "rois": roi_files, "truth": "truth.json"}
+
+
+def _make_case(root: str, case_id: str, plan: dict) -> dict:
+    study = make_study(plan["seed"], plan["stages"])
+    rel = Path("cases") / case_id
+    files = write_study(study, Path(root) / rel)
+    case = Case(
+        id=case_id,
+        image=str(rel / files["image"]),
+        segmentation=str(rel / files["segmentation"]),
+        rois=[str(rel / f) for f in files["rois"]],
+        labels=[{"roi": t["roi"], "stage": t["stage"], "side": t["side"]} for t in study.truth["thrombi"]],
+        split=plan["split"],
+        status="labeled",
+        extra={"patient": case_id, "annotator": "phantom", "truth": str(rel / files["truth"])},
+    )
+    return case.to_json()
+
+
+def _prepare_output(out: Path, overwrite: bool):
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out} is not empty; choose another --out or pass --overwrite")
+        if not (out / "dataset.json").is_file() and not (out / "cases").is_dir():
+            raise UserError(f"{out} is not empty and is not a dataset; refusing to overwrite it")
+        (out / "dataset.json").unlink(missing_ok=True)
+        shutil.rmtree(out / "cases", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_phantom_dataset(out, n_cases: int, seed: int, workers: int | None = None, overwrite: bool = False,
+                          normal_fraction: float = 0.0, show_progress: bool = True) -> Dataset:
+    if n_cases < 1:
+        raise UserError("--cases must be at least 1")
+    if not 0.0 <= normal_fraction < 1.0:
+        raise UserError("--normal-fraction must be in [0, 1)")
+    out = Path(out)
+    _prepare_output(out, overwrite)
+    plans = plan_cases(n_cases, seed, normal_fraction)
+    ids = [f"phantom-{seed}-{p['index']:04d}" for p in plans]
+    workers = max(1, min(workers or os.cpu_count() or 1, n_cases))
+    progress = Progress("phantom", n_cases, enabled=show_progress)
+    cases: list[dict | None] = [None] * n_cases
+    if workers == 1:
+        for n, (case_id, plan) in enumerate(zip(ids, plans)):
+            cases[n] = _make_case(str(out), case_id, plan)
+            progress.update()
+    else:
+        # fork: workers inherit the imported modules; each case draws from its own seed,
+        # so the result does not depend on the number of workers.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_make_case, str(out), case_id, plan) for case_id, plan in zip(ids, plans)]
+            for n, future in enumerate(futures):
+                cases[n] = future.result()
+                progress.update()
+    dataset = Dataset(
+        out, [Case.from_json(c) for c in cases], CLASSES,
+        {
+            "name": "DVTStaging synthetic BTI phantom",
+            "description": "Synthetic black-blood thrombus imaging studies of both thighs with labeled DVT "
+                           "stage per thrombus ROI. Not patient data; not for clinical use.",
+            "deidentified": True,
+            "source": {"generator": "dvt-staging phantom", "version": __version__, "seed": seed,
+                       "cases": n_cases, "normal_fraction": normal_fraction},
+        },
+    )
+    write_dataset_json(dataset)
+    return dataset
