@@ -70,10 +70,40 @@ def cmd_stage(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .models.config import load_config
+    from .train import run_training
+
+    run_training(args.data, load_config(args.config), args.out, seed=args.seed, device=args.device,
+                 resume=args.resume, model_id=args.model_id, publish=not args.no_publish, epochs=args.epochs)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import compare, evaluate_model
+
+    if args.compare:
+        compare(args.data, args.out, base=args.config, epochs=args.epochs, seed=args.seed, device=args.device,
+                variants=args.variants, model=args.model, overwrite=args.overwrite)
+    else:
+        evaluate_model(args.data, args.model, args.out, split=args.split, device=args.device, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import run_benchmark
+
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    run_benchmark(device=args.device, repeats=args.repeats, as_json=args.json)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .pipeline import run_demo
 
-    run_demo(args.out, seed=args.seed, model=args.model, device=args.device, overwrite=args.overwrite)
+    run_demo(args.out, seed=args.seed, model=args.model, device=args.device, overwrite=args.overwrite,
+             true_roi=args.true_roi)
     return 0
 
 
@@ -90,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--true-roi", action="store_true", help="stage the phantom's true ROI instead of detecting it")
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("stage", help="stage every thrombus ROI of a study")
@@ -100,6 +131,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_common_output(p, "dvt-stage")
     p.set_defaults(handler=cmd_stage)
+
+    p = sub.add_parser("train", help="train a staging model (works under torchrun for DDP)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (dataset.json)")
+    p.add_argument("--config", default="vdpf-small", help="vdpf-small, vdpf-b16, vdpf-tiny or a JSON config file")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, weights, model card")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epoch count")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--model-id", default=None, help="catalogue id of the trained model (default: config + time)")
+    p.add_argument("--no-publish", action="store_true", help="don't add the model to the user catalogue")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a model on a dataset split, or the comparison table")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--compare", action="store_true",
+                   help="train and score the VDPF ablations and the crop baselines on the same split")
+    p.add_argument("--config", default="vdpf-small", help="base config of the comparison")
+    p.add_argument("--epochs", type=int, default=None, help="comparison: epochs per variant")
+    p.add_argument("--variants", nargs="+", default=None, help="comparison: table rows to run (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common_output(p, "dvt-evaluate")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="slice pairs/s and FLOP/s against the measured matmul peak")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_benchmark)
 
     p = sub.add_parser("phantom", help="write a labeled synthetic BTI dataset")
     p.add_argument("--out", type=Path, required=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from .errors import InputFileError, UserError
 from .progress import status
-from .roi import BoxROI, read_rois, roi_names_unique
+from .roi import BoxROI, read_rois, roi_names_unique, write_rois
 from .volume import Volume, read_volume
 
 STAGE_OUTPUTS = ("result.json", "attention.nrrd", "rois.mrk.json", "report.png")
@@ -53,10 +54,68 @@ def load_stage_inputs(input_path: Path, roi_path: Path | None, auto_roi: bool) -
     return volume, rois
 
 
-def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, device="auto", overwrite=False):
-    volume, rois = load_stage_inputs(Path(input_path), roi_path, auto_roi)
-    prepare_output(Path(out), overwrite)
-    raise UserError("no staging model is installed yet; inputs are valid")
+def detect_for_staging(volume: Volume, device: str):
+    """ROIs from the bundled detector, with their scores."""
+    try:
+        from .detection import detect_rois
+    except ImportError:
+        raise UserError("automatic ROI detection is not installed in this version; give --roi") from None
+    found = detect_rois(volume, device=device)
+    return list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)}
+
+
+def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, device="auto", overwrite=False,
+                cancel=None, rois: list[BoxROI] | None = None, volume: Volume | None = None) -> dict | None:
+    """Stage every ROI of a study and write STAGE_OUTPUTS into `out`; returns result.json's content.
+
+    `rois`/`volume` let a caller (demo, Slicer Logic) pass what it already holds.
+    """
+    from .attention import attention_volume
+    from .inference import Stager
+    from .results import build_result, write_report, write_result
+    from .volume import write_volume
+
+    timings = {}
+    started = time.perf_counter()
+    if volume is None:
+        volume, rois = load_stage_inputs(Path(input_path), roi_path, auto_roi)
+    timings["read_input"] = time.perf_counter() - started
+    out = prepare_output(Path(out), overwrite)
+    t = time.perf_counter()
+    stager = Stager(model, device)
+    timings["load_model"] = time.perf_counter() - t
+    scores = None
+    if rois is None:
+        t = time.perf_counter()
+        rois, scores = detect_for_staging(volume, device)
+        timings["detect"] = time.perf_counter() - t
+        write_rois(out / "rois.mrk.json", rois)
+        if not rois:
+            status("stage: no thrombus found by auto-detection; nothing to stage (rois.mrk.json is empty)")
+            return None
+    t = time.perf_counter()
+    study, results = stager.stage(volume, rois, cancel=cancel)
+    timings["stage"] = time.perf_counter() - t
+    t = time.perf_counter()
+    overlays = {name: attention_volume(study, results, name) for name in ("local_to_global", "global_to_local")}
+    write_volume(overlays["local_to_global"], out / "attention.nrrd")
+    write_volume(overlays["global_to_local"], out / "attention-global-to-local.nrrd")
+    write_rois(out / "rois.mrk.json", rois)
+    timings["overlays"] = time.perf_counter() - t
+    result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
+                          timings, scores)
+    result["outputs"] = {"attention": "attention.nrrd", "attention_global_to_local": "attention-global-to-local.nrrd",
+                         "rois": "rois.mrk.json", "report": "report.png"}
+    t = time.perf_counter()
+    write_report(out / "report.png", study, results, stager.classes, overlays["local_to_global"], result)
+    result["timings"]["report"] = round(time.perf_counter() - t, 4)
+    result["timings"]["total"] = round(time.perf_counter() - started, 4)
+    write_result(result, out / "result.json")
+    for r in result["rois"]:
+        probs = ", ".join(f"{c} {p:.2f}" for c, p in r["probabilities"].items())
+        status(f"stage: {r['name']}: {r['stage']} ({probs})")
+    status(f"stage: wrote {', '.join(STAGE_OUTPUTS)} to {out}")
+    return result
 
 
 def write_demo_study(out: Path, seed: int, overwrite: bool):
@@ -64,17 +123,33 @@ def write_demo_study(out: Path, seed: int, overwrite: bool):
     from .phantom.study import make_study
     from .phantom.writer import write_study
 
-    prepare_output(out, overwrite, names=("study",))
+    prepare_output(out, overwrite, names=("study",) + STAGE_OUTPUTS)
     study = make_study(seed, ["acute"])
     files = write_study(study, out / "study")
     return study, {k: (out / "study" / v if isinstance(v, str) else [out / "study" / f for f in v])
                    for k, v in files.items()}
 
 
-def run_demo(out, seed=2024, model=None, device="auto", overwrite=False):
+def _detector_available() -> bool:
+    try:
+        from .catalog import list_models
+        from .detection import detect_rois  # noqa: F401
+    except ImportError:
+        return False
+    return bool(list_models("detector"))
+
+
+def run_demo(out, seed=2024, model=None, device="auto", overwrite=False, true_roi=False):
+    """Phantom study -> ROI (auto-detected when a detector is installed) -> staging -> overlays and report."""
+    started = time.perf_counter()
     out = Path(out)
     study, files = write_demo_study(out, seed, overwrite)
-    status(f"demo: phantom study {files['image']} with {len(study.rois)} thrombus ROI(s)")
-    volume, rois = load_stage_inputs(files["image"], files["rois"][0], auto_roi=False)
-    status(f"demo: inputs valid ({volume.shape_ijk} voxels); staging arrives with the model (issue 3)")
-
+    truth = study.truth["thrombi"][0]
+    status(f"demo: phantom study {files['image']} (true stage {truth['stage']}, "
+           f"thrombus/muscle ratio {truth['ratio']:.2f})")
+    volume, _ = load_stage_inputs(files["image"], files["rois"][0], auto_roi=False)
+    rois = None if (_detector_available() and not true_roi) else study.rois
+    status("demo: ROIs by auto-detection" if rois is None else "demo: using the phantom's true ROI")
+    result = stage_study(files["image"], out, model=model, device=device, overwrite=True, rois=rois, volume=volume)
+    status(f"demo: finished in {time.perf_counter() - started:.1f} s; report {out / 'report.png'}")
+    return result

@@ -35,3 +35,43 @@ def thrombus_muscle_ratio(image: np.ndarray, thrombus: np.ndarray, muscle: np.nd
     if muscle_level <= 0:
         return None
     return float(np.median(values[core]) / muscle_level)
+
+
+def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: tuple[float, float]) -> float | None:
+    """Thrombus/muscle ratio from an ROI box alone, when no thrombus segment exists.
+
+    `image` and `box` are view-ordered [slice, row, col].  Thrombus: the median
+    of the box's central half in-plane.  Muscle: the most common intensity in a
+    ring 5-30 mm around the box on the same slices (muscle dominates the thigh
+    around the femoral vessels; fat and vessels are the tails).
+    """
+    slices = np.flatnonzero(box.any(axis=(1, 2)))
+    if slices.size == 0:
+        return None
+    img = image[slices].astype(np.float32)
+    rows = np.flatnonzero(box[slices].any(axis=(0, 2)))
+    cols = np.flatnonzero(box[slices].any(axis=(0, 1)))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    qr, qc = max((r1 - r0) // 4, 0), max((c1 - c0) // 4, 0)
+    core = img[:, r0 + qr: r1 - qr, c0 + qc: c1 - qc]
+    if core.size == 0:
+        return None
+
+    def grown(mm):
+        dr, dc = int(round(mm / spacing_row_col[0])), int(round(mm / spacing_row_col[1]))
+        m = np.zeros(img.shape[1:], bool)
+        m[max(r0 - dr, 0): r1 + dr, max(c0 - dc, 0): c1 + dc] = True
+        return m
+
+    ring = grown(30.0) & ~grown(5.0)
+    values = img[:, ring].ravel()
+    values = values[values > np.percentile(img, 20)]        # leave out air and background
+    if values.size < 50:
+        return None
+    lo, hi = np.percentile(values, [2, 98])
+    counts, edges = np.histogram(values, bins=48, range=(lo, hi))
+    peak = int(np.argmax(counts))
+    muscle = 0.5 * (edges[peak] + edges[peak + 1])
+    if muscle <= 0:
+        return None
+    return float(np.median(core) / muscle)

@@ -1,0 +1,57 @@
+"""Staging metrics of the paper's protocol: accuracy, macro F1, per-class AUC, confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows: true class; columns: predicted class."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(truth, int), np.asarray(predicted, int)), 1)
+    return m
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)           # predicted + actual per class
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = cm.sum(axis=1) > 0                       # classes absent from the truth don't count
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve by the rank statistic (ties count half); None without both classes."""
+    scores = np.asarray(scores, float)
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):                            # average ranks over ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i: j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def staging_metrics(truth, probabilities, classes) -> dict:
+    """Metrics of per-ROI predictions: truth [n] class indices, probabilities [n, classes]."""
+    truth = np.asarray(truth, int)
+    probabilities = np.asarray(probabilities, float)
+    predicted = probabilities.argmax(axis=1)
+    cm = confusion(truth, predicted, len(classes))
+    return {
+        "n": int(len(truth)),
+        "accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
+        "macro_f1": macro_f1(cm),
+        "per_class_auc": {c: binary_auc(probabilities[:, k], truth == k) for k, c in enumerate(classes)},
+        "confusion": cm.tolist(),
+        "confusion_axes": "rows: true stage, columns: predicted stage, in the order of 'classes'",
+        "classes": list(classes),
+    }

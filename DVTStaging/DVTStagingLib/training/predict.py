@@ -1,0 +1,33 @@
+"""Batched prediction over a slice bank: per-slice probabilities, averaged per ROI (the paper's rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..models import uses_crops
+from .slice_bank import SliceBank
+
+
+def model_inputs(model, images: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor | None):
+    """What the network takes: (I_G, I_L) for VDPF, (crop,) for the crop baselines."""
+    if uses_crops(model):
+        return (crops,)
+    return images, images * masks
+
+
+@torch.inference_mode()
+def predict_bank(model, bank: SliceBank, device: torch.device, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(per-slice probabilities [M, C], per-ROI mean probabilities [R, C])."""
+    model.eval()
+    out = []
+    for start in range(0, len(bank.images), batch_size):
+        g, m, c = bank.tensors(slice(start, start + batch_size))
+        inputs = [t.to(device) for t in model_inputs(model, g, m, c)]
+        out.append(torch.softmax(model(*inputs).float(), dim=1).cpu())
+    slice_probs = torch.cat(out).numpy() if out else np.zeros((0, 3))
+    n_rois = len(bank.rois)
+    sums = np.zeros((n_rois, slice_probs.shape[1]))
+    np.add.at(sums, bank.roi_of_slice, slice_probs)
+    counts = np.bincount(bank.roi_of_slice, minlength=n_rois)[:, None]
+    return slice_probs, sums / np.maximum(counts, 1)

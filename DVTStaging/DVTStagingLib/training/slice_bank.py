@@ -1,0 +1,155 @@
+"""All slice pairs of a dataset split, prepared once and kept in memory (and cached on disk).
+
+Images are stored as uint8 (scaled intensity x 100, so 0..2.55 covers the
+model's 0..clip_max range); masks as uint8 0..255.  A cache file beside the
+dataset is keyed by the input spec and the case files' sizes and times, and
+is a plain `.npz` (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..dataset import Case, Dataset
+from ..progress import Progress
+from ..roi import read_rois
+from ..slices import InputSpec, lesion_crops, prepare_study, slice_pairs
+from ..volume import read_volume
+
+IMAGE_SCALE = 100.0
+MAX_SLICES_PER_ROI = 48     # evenly spaced; long thrombi would otherwise dominate training
+
+
+@dataclass
+class SliceBank:
+    images: np.ndarray        # [M, S, S] uint8
+    masks: np.ndarray         # [M, S, S] uint8
+    crops: np.ndarray | None  # [M, S, S] uint8 lesion crops (baselines)
+    roi_of_slice: np.ndarray  # [M] index into rois
+    rois: list[dict]          # {"case", "roi", "stage", "label", "split"}
+
+    def roi_labels(self) -> np.ndarray:
+        return np.array([r["label"] for r in self.rois], dtype=np.int64)
+
+    def subset(self, roi_indices) -> "SliceBank":
+        roi_indices = list(roi_indices)
+        remap = {old: new for new, old in enumerate(roi_indices)}
+        keep = np.isin(self.roi_of_slice, roi_indices)
+        return SliceBank(self.images[keep], self.masks[keep], None if self.crops is None else self.crops[keep],
+                         np.array([remap[r] for r in self.roi_of_slice[keep]], dtype=np.int64),
+                         [self.rois[i] for i in roi_indices])
+
+    def thinned(self, per_roi: int) -> "SliceBank":
+        """At most `per_roi` evenly spaced slices of each ROI."""
+        keep = np.zeros(len(self.roi_of_slice), bool)
+        for r in range(len(self.rois)):
+            idx = np.flatnonzero(self.roi_of_slice == r)
+            if len(idx):
+                keep[idx[np.unique(np.linspace(0, len(idx) - 1, min(per_roi, len(idx))).round().astype(int))]] = True
+        return SliceBank(self.images[keep], self.masks[keep], None if self.crops is None else self.crops[keep],
+                         self.roi_of_slice[keep], self.rois)
+
+    def split(self, name: str) -> "SliceBank":
+        return self.subset([i for i, r in enumerate(self.rois) if r["split"] == name])
+
+    def tensors(self, index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Float tensors [n, 1, S, S] of global images, box masks and crops for slice indices."""
+        g = torch.from_numpy(self.images[index]).float().div_(IMAGE_SCALE)[:, None]
+        m = torch.from_numpy(self.masks[index]).float().div_(255.0)[:, None]
+        c = None if self.crops is None else torch.from_numpy(self.crops[index]).float().div_(IMAGE_SCALE)[:, None]
+        return g, m, c
+
+
+def _to_uint8(t: torch.Tensor, scale: float) -> np.ndarray:
+    return (t[:, 0] * scale).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _case_slices(root: str, case: dict, spec: dict, classes: list[str], with_crops: bool, crop_margin: int):
+    torch.set_num_threads(1)
+    spec = InputSpec.from_dict(spec)
+    root = Path(root)
+    case = Case.from_json(case)
+    study = prepare_study(read_volume(root / case.image), spec)
+    out = []
+    for roi_file in case.rois:
+        for roi in read_rois(root / roi_file):
+            stage = case.stage_of(roi.name)
+            if stage is None:
+                continue
+            pairs = slice_pairs(study, roi)
+            pick = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_SLICES_PER_ROI)).round().astype(int))
+            crops = _to_uint8(lesion_crops(study, roi, crop_margin)[pick], IMAGE_SCALE) if with_crops else None
+            out.append({
+                "meta": {"case": case.id, "roi": roi.name, "stage": stage, "label": classes.index(stage),
+                         "split": case.split},
+                "images": _to_uint8(pairs.global_images[pick], IMAGE_SCALE),
+                "masks": _to_uint8(pairs.box_masks[pick], 255.0),
+                "crops": crops,
+            })
+    return out
+
+
+def _cache_key(dataset: Dataset, spec: InputSpec, with_crops: bool, crop_margin: int) -> str:
+    h = hashlib.sha256(json.dumps([spec.to_dict(), with_crops, crop_margin, MAX_SLICES_PER_ROI]).encode())
+    for case in dataset.cases:
+        h.update(json.dumps(case.to_json(), sort_keys=True).encode())
+        for rel in [case.image, *case.rois]:
+            st = os.stat(dataset.path(rel))
+            h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def build_slice_bank(dataset: Dataset, spec: InputSpec, with_crops: bool = False, crop_margin: int = 5,
+                     workers: int | None = None, cache: bool = True) -> SliceBank:
+    """Slice pairs of every labeled ROI of every case (all splits)."""
+    cache_path = dataset.root / ".dvt-cache" / f"slices-{_cache_key(dataset, spec, with_crops, crop_margin)}.npz"
+    if cache and cache_path.is_file():
+        with np.load(cache_path, allow_pickle=False) as z:
+            return SliceBank(z["images"], z["masks"], z["crops"] if with_crops else None, z["roi_of_slice"],
+                             json.loads(str(z["rois"])))
+    cases = [c.to_json() for c in dataset.cases]
+    args = (str(dataset.root),)
+    classes = list(dataset.classes)
+    progress = Progress("slices", len(cases))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(cases)))
+    results = []
+    if workers == 1:
+        for c in cases:
+            results.append(_case_slices(*args, c, spec.to_dict(), classes, with_crops, crop_margin))
+            progress.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_case_slices, *args, c, spec.to_dict(), classes, with_crops, crop_margin)
+                       for c in cases]
+            for f in futures:
+                results.append(f.result())
+                progress.update()
+    items = [item for per_case in results for item in per_case]
+    if not items:
+        raise ValueError("the dataset has no labeled ROI")
+    bank = SliceBank(
+        np.concatenate([i["images"] for i in items]), np.concatenate([i["masks"] for i in items]),
+        np.concatenate([i["crops"] for i in items]) if with_crops else None,
+        np.concatenate([np.full(len(i["images"]), n) for n, i in enumerate(items)]).astype(np.int64),
+        [i["meta"] for i in items],
+    )
+    if cache:
+        try:
+            cache_path.parent.mkdir(exist_ok=True)
+            tmp = cache_path.with_name(f".{cache_path.stem}.tmp.npz")
+            np.savez(tmp, images=bank.images, masks=bank.masks,
+                     crops=bank.crops if with_crops else np.zeros(0, np.uint8),
+                     roi_of_slice=bank.roi_of_slice, rois=np.array(json.dumps(bank.rois)))
+            os.replace(tmp, cache_path)
+        except OSError:
+            pass    # a read-only dataset just goes without a cache
+    return bank
