@@ -191,3 +191,16 @@ def test_ddp_training_with_two_gloo_processes(phantom_dataset, tmp_path):
     assert len(log) == 2                                  # rank 0 alone writes the log
     assert (tmp_path / "catalogue" / "ddp-tiny.json").is_file()   # published to the catalogue
     assert proc.stderr.count("train: epoch 1/2") == 1
+
+
+def test_comparison_trains_variants_on_one_split_and_prints_the_table(phantom_dataset, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "evaluate", "--compare", "--data", phantom_dataset.root, "--config", "vdpf-tiny",
+                             "--epochs", "1", "--variants", "F_L-S", "EfficientNet-b0", "--out", tmp_path / "cmp")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))["rows"]
+    assert [r["method"] for r in rows] == ["F_L-S", "EfficientNet-b0"]
+    assert all(0 <= r["test"]["macro_f1"] <= 1 for r in rows)
+    assert "| Method | Val ACC (%) | Val F1 (%) | Test ACC (%) | Test F1 (%) |" in out
+    code, _, err = run_cli(capsys, "evaluate", "--compare", "--data", phantom_dataset.root, "--variants", "VDPF-XL",
+                           "--out", tmp_path / "cmp2")
+    assert_user_error(code, err, "VDPF-XL")

@@ -100,7 +100,7 @@ def run_benchmark(device: str = "auto", repeats: int = 5, as_json: bool = False)
     gpu = dev.type == "cuda"
     rows = [
         bench_config(small, dev, batch=64 if gpu else 32, repeats=repeats, loop_pairs=32),
-        bench_config(VDPF_B16, dev, batch=64 if gpu else 8, repeats=max(2, repeats // 2), loop_pairs=8 if not gpu else 32),
+        bench_config(VDPF_B16, dev, batch=256 if gpu else 8, repeats=max(2, repeats // 2), loop_pairs=8 if not gpu else 32),
     ]
     for r in rows:
         r["fraction_of_matmul_peak"] = round(r["achieved_gflops"] / peak, 3)

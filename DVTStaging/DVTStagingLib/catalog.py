@@ -24,12 +24,16 @@ DEFAULT_IDS = {"staging": "vdpf-small-phantom", "detector": "detector-phantom"}
 
 
 def bundled_dir() -> Path:
-    """Top-level `Resources/Models` of the source tree, or its installed copy beside the Slicer module."""
+    """Where the bundled staging model lives: the extension's `Resources/Models` (source tree or installed)."""
+    found = bundled_dirs()
+    return found[0] if found else Path(__file__).resolve().parents[2] / "Resources" / "Models"
+
+
+def bundled_dirs() -> list[Path]:
+    """`Resources/Models` of the source tree (extension top level and module), or their installed copy."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "Resources" / "Models", here.parents[1] / "Resources" / "Models"):
-        if candidate.is_dir():
-            return candidate
-    return here.parents[2] / "Resources" / "Models"
+    candidates = (here.parents[2] / "Resources" / "Models", here.parents[1] / "Resources" / "Models")
+    return [c for c in candidates if c.is_dir()]
 
 
 def user_dir() -> Path:
@@ -88,7 +92,7 @@ def read_card(path: Path, source: str = "file") -> ModelEntry:
 
 def list_models(kind: str | None = None) -> list[ModelEntry]:
     entries: dict[str, ModelEntry] = {}
-    for source, folder in (("bundled", bundled_dir()), ("user", user_dir())):
+    for source, folder in [("bundled", d) for d in bundled_dirs()] + [("user", user_dir())]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.json")):

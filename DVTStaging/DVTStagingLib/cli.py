@@ -99,6 +99,22 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from .detection.commands import detect_study
+
+    detect_study(args.input, args.out, model=args.model, device=args.device, overwrite=args.overwrite,
+                 segmentation=args.segmentation)
+    return 0
+
+
+def cmd_train_detector(args) -> int:
+    from .detection.commands import train_detector_command
+
+    train_detector_command(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device,
+                           steps_per_epoch=args.steps_per_epoch, batch=args.batch, model_id=args.model_id)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .pipeline import run_demo
 
@@ -163,6 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_benchmark)
+
+    p = sub.add_parser("detect", help="find thrombus ROIs in a study (2.5D detector)")
+    p.add_argument("input", type=Path, help="volume file (NRRD, NIfTI, MHA, ...) or DICOM series folder")
+    p.add_argument("--model", default=None, help="detector catalogue id or model card JSON (default: bundled)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--segmentation", action="store_true", help="also write thrombus.seg.nrrd (detected thrombus)")
+    _add_common_output(p, "dvt-detect")
+    p.set_defaults(handler=cmd_detect)
+
+    p = sub.add_parser("train-detector", help="train the thrombus detector on a dataset's train split")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (dataset.json) with train/val/test splits")
+    p.add_argument("--out", type=Path, required=True, help="folder for the weights, model card and FROC picture")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--steps-per-epoch", type=int, default=200)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--model-id", default="detector-phantom", help="catalogue id of the trained detector")
+    p.set_defaults(handler=cmd_train_detector)
 
     p = sub.add_parser("phantom", help="write a labeled synthetic BTI dataset")
     p.add_argument("--out", type=Path, required=True)

@@ -152,38 +152,58 @@ def compare(data: Path, out: Path, base: str = "vdpf-small", epochs: int | None 
             device: str = "auto", variants: list[str] | None = None, model: str | None = None,
             overwrite: bool = False) -> list[dict]:
     from .pipeline import prepare_output
-    from .train import resolve_device, train_model
+    from .train import resolve_device
     from .training.predict import predict_bank
     from .training.slice_bank import build_slice_bank
 
     dataset = load_dataset(data)
     out = prepare_output(Path(out), overwrite, names=("comparison.json", "comparison.md"))
-    base_cfg = load_config(base)
-    if epochs is not None:
-        base_cfg = replace(base_cfg, epochs=epochs, warmup_epochs=min(base_cfg.warmup_epochs, max(1, epochs // 5)),
-                           patience=max(epochs, 1))
-    labels = variants or list(ABLATIONS) + list(BASELINES)
-    unknown = [v for v in labels if v not in ABLATIONS and v not in BASELINES]
-    if unknown:
-        raise UserError(f"unknown variants: {', '.join(unknown)} (known: {', '.join(list(ABLATIONS) + list(BASELINES))})")
+    base_cfg = comparison_base(base, epochs)
+    labels = comparison_labels(variants)
     dev = resolve_device(device)
     bank = build_slice_bank(dataset, base_cfg.input, with_crops=True, crop_margin=base_cfg.crop_margin_px)
-    parts = {name: bank.split(name) for name in ("train", "val", "test")}
-    val_select = parts["val"].thinned(16)
     classes = list(dataset.classes)
     rows = []
     if model:
-        entry = resolve(model, "staging")
         from .inference import Stager
 
-        stager = Stager(str(entry.card_path), device)
-        row = {"method": f"bundled: {entry.id}", "config": stager.cfg.name}
+        stager = Stager(model, device)
+        row = {"method": f"bundled: {stager.entry.id}", "config": stager.cfg.name}
         for split in ("val", "test"):
             mbank = build_slice_bank(dataset, stager.cfg.input).split(split)
             _, probs = predict_bank(stager.model, mbank, stager.device)
             m = staging_metrics(mbank.roi_labels(), probs, classes)
             row[split] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
         rows.append(row)
+    header = {"schema": "dvt-staging/comparison@1", "dataset": str(Path(data).resolve()), "seed": seed}
+    return compare_on_bank(bank, base_cfg, labels, classes, seed, dev, out, header, rows)
+
+
+def comparison_base(base: str, epochs: int | None) -> ModelConfig:
+    cfg = load_config(base)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs, warmup_epochs=min(cfg.warmup_epochs, max(1, epochs // 5)),
+                      patience=max(epochs, 1))
+    return cfg
+
+
+def comparison_labels(variants: list[str] | None) -> list[str]:
+    labels = variants or list(ABLATIONS) + list(BASELINES)
+    unknown = [v for v in labels if v not in ABLATIONS and v not in BASELINES]
+    if unknown:
+        raise UserError(f"unknown variants: {', '.join(unknown)} (known: {', '.join(list(ABLATIONS) + list(BASELINES))})")
+    return labels
+
+
+def compare_on_bank(bank, base_cfg: ModelConfig, labels, classes, seed: int, dev, out: Path, header: dict,
+                    rows: list[dict] | None = None) -> list[dict]:
+    """Train each variant on the bank's train split (selected on val) and score it on val and test."""
+    from .train import train_model
+    from .training.predict import predict_bank
+
+    rows = list(rows or [])
+    parts = {name: bank.split(name) for name in ("train", "val", "test")}
+    val_select = parts["val"].thinned(16)
     for label in labels:
         cfg: ModelConfig = variant(base_cfg, label)
         started = time.perf_counter()
@@ -196,8 +216,7 @@ def compare(data: Path, out: Path, base: str = "vdpf-small", epochs: int | None 
             m = staging_metrics(parts[split].roi_labels(), probs, classes)
             row[split] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
         rows.append(row)
-        _write_json(out / "comparison.json", {"schema": "dvt-staging/comparison@1", "dataset": str(Path(data).resolve()),
-                                              "base": base_cfg.to_dict(), "seed": seed, "rows": rows})
+        _write_json(out / "comparison.json", dict(header, base=base_cfg.to_dict(), rows=rows))
     table = comparison_table(rows)
     (out / "comparison.md").write_text(table + "\n", encoding="utf-8")
     print(table)

@@ -73,6 +73,15 @@ def _to_uint8(t: torch.Tensor, scale: float) -> np.ndarray:
     return (t[:, 0] * scale).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
+def roi_items(study, roi, meta: dict, with_crops: bool, crop_margin: int) -> dict:
+    """Evenly spaced slices of one ROI of a prepared study, stored compactly."""
+    pairs = slice_pairs(study, roi)
+    pick = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_SLICES_PER_ROI)).round().astype(int))
+    crops = _to_uint8(lesion_crops(study, roi, crop_margin)[pick], IMAGE_SCALE) if with_crops else None
+    return {"meta": meta, "images": _to_uint8(pairs.global_images[pick], IMAGE_SCALE),
+            "masks": _to_uint8(pairs.box_masks[pick], 255.0), "crops": crops}
+
+
 def _case_slices(root: str, case: dict, spec: dict, classes: list[str], with_crops: bool, crop_margin: int):
     torch.set_num_threads(1)
     spec = InputSpec.from_dict(spec)
@@ -83,19 +92,22 @@ def _case_slices(root: str, case: dict, spec: dict, classes: list[str], with_cro
     for roi_file in case.rois:
         for roi in read_rois(root / roi_file):
             stage = case.stage_of(roi.name)
-            if stage is None:
-                continue
-            pairs = slice_pairs(study, roi)
-            pick = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_SLICES_PER_ROI)).round().astype(int))
-            crops = _to_uint8(lesion_crops(study, roi, crop_margin)[pick], IMAGE_SCALE) if with_crops else None
-            out.append({
-                "meta": {"case": case.id, "roi": roi.name, "stage": stage, "label": classes.index(stage),
-                         "split": case.split},
-                "images": _to_uint8(pairs.global_images[pick], IMAGE_SCALE),
-                "masks": _to_uint8(pairs.box_masks[pick], 255.0),
-                "crops": crops,
-            })
+            if stage is not None:
+                meta = {"case": case.id, "roi": roi.name, "stage": stage, "label": classes.index(stage),
+                        "split": case.split}
+                out.append(roi_items(study, roi, meta, with_crops, crop_margin))
     return out
+
+
+def bank_from_items(items: list[dict], with_crops: bool) -> SliceBank:
+    if not items:
+        raise ValueError("no labeled ROI")
+    return SliceBank(
+        np.concatenate([i["images"] for i in items]), np.concatenate([i["masks"] for i in items]),
+        np.concatenate([i["crops"] for i in items]) if with_crops else None,
+        np.concatenate([np.full(len(i["images"]), n) for n, i in enumerate(items)]).astype(np.int64),
+        [i["meta"] for i in items],
+    )
 
 
 def _cache_key(dataset: Dataset, spec: InputSpec, with_crops: bool, crop_margin: int) -> str:
@@ -133,15 +145,7 @@ def build_slice_bank(dataset: Dataset, spec: InputSpec, with_crops: bool = False
             for f in futures:
                 results.append(f.result())
                 progress.update()
-    items = [item for per_case in results for item in per_case]
-    if not items:
-        raise ValueError("the dataset has no labeled ROI")
-    bank = SliceBank(
-        np.concatenate([i["images"] for i in items]), np.concatenate([i["masks"] for i in items]),
-        np.concatenate([i["crops"] for i in items]) if with_crops else None,
-        np.concatenate([np.full(len(i["images"]), n) for n, i in enumerate(items)]).astype(np.int64),
-        [i["meta"] for i in items],
-    )
+    bank = bank_from_items([item for per_case in results for item in per_case], with_crops)
     if cache:
         try:
             cache_path.parent.mkdir(exist_ok=True)

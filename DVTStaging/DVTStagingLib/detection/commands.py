@@ -1,0 +1,89 @@
+"""The jobs behind `dvt-staging detect` and `dvt-staging train-detector`: inputs checked, work done, files written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from ..progress import status
+
+DETECT_OUTPUTS = ("rois.mrk.json", "detections.json", "thrombus.seg.nrrd")
+
+
+def detect_study(input_path, out, model=None, device="auto", overwrite=False, segmentation=False):
+    """Detect thrombus ROIs in one study and write rois.mrk.json, detections.json (and thrombus.seg.nrrd)."""
+    from ..pipeline import check_image_content, prepare_output
+    from ..roi import write_rois
+    from ..segmentation import THROMBUS, THROMBUS_SEGMENT, write_segmentation
+    from ..volume import read_volume
+    from .detector import detect_rois
+
+    volume = read_volume(Path(input_path))
+    check_image_content(volume, str(input_path))
+    out = prepare_output(Path(out), overwrite, names=DETECT_OUTPUTS)
+    result = detect_rois(volume, model=model, device=device, progress=True, keep_probability=segmentation)
+    write_rois(out / "rois.mrk.json", result.rois)
+    doc = result.to_json(volume)
+    doc["input"] = dict(doc["input"], file=str(input_path))
+    (out / "detections.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    if segmentation:
+        write_segmentation(out / "thrombus.seg.nrrd", result.thrombus_labelmap(THROMBUS), volume, THROMBUS_SEGMENT)
+    if result.warning:
+        status(f"warning: {result.warning}")
+    if not result.rois:
+        status(f"detect: no thrombus found in {input_path}; wrote an empty ROI file")
+    else:
+        found = ", ".join(f"{r.name} ({s:.2f})" for r, s in zip(result.rois, result.scores))
+        status(f"detect: {len(result.rois)} thrombus ROI(s) in {input_path}: {found}")
+    status(f"detect: wrote {out / 'rois.mrk.json'} and {out / 'detections.json'} "
+           f"in {result.timings['total']:.1f} s on {result.detector.device}")
+    return result
+
+
+def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_per_epoch=200, batch=16,
+                           model_id="detector-phantom"):
+    """Train from a dataset folder (train split), select on val, report on test; write weights and card to out."""
+    import torch
+
+    from ..dataset import load_dataset
+    from ..progress import Progress
+    from .detector import resolve_device
+    from .studies import load_case_study
+    from .training import TrainingConfig, train_and_save
+    from .view import DetectorInput
+
+    if epochs < 1 or steps_per_epoch < 1 or batch < 1:
+        raise UserError("--epochs, --steps-per-epoch and --batch must be at least 1")
+    dataset = load_dataset(data)
+    splits = {name: dataset.split(name) for name in ("train", "val", "test")}
+    if not splits["train"] or not splits["val"]:
+        raise UserError(f"{data}: the detector needs cases in both the train and the val split "
+                        f"(found {len(splits['train'])} and {len(splits['val'])})")
+    out = Path(out)
+    if (out / f"{model_id}.json").exists():
+        raise UserError(f"{out} already holds {model_id}.json; choose another --out")
+    torch_device = resolve_device(device)
+    spec = DetectorInput()
+    prepared = {}
+    for name, cases in splits.items():
+        bar = Progress(f"load-{name}", max(len(cases), 1))
+        prepared[name] = []
+        for case in cases:
+            prepared[name].append(load_case_study(dataset, case, spec))
+            bar.update()
+    config = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch, seed=seed)
+    source = dataset.meta.get("source", {})
+    training_data = {"dataset": dataset.meta.get("name", str(data)), "path": str(data),
+                     "generator": source.get("generator"), "cases": len(dataset.cases), "seed": source.get("seed"),
+                     "normal_fraction": source.get("normal_fraction"),
+                     **{name: len(cases) for name, cases in splits.items()}}
+    entry, test_metrics = train_and_save(prepared["train"], prepared["val"], prepared["test"], spec, config,
+                                         torch_device, out, model_id, training_data)
+    status(f"train-detector: wrote {entry.card_path} (weights sha256 {entry.card['sha256'][:12]}…)")
+    if test_metrics:
+        status("train-detector: test " + " ".join(
+            f"{k}={test_metrics[k]:.3f}" for k in ("recall_3d", "false_rois_per_study", "sensitivity", "fppi",
+                                                   "precision", "ap", "mean_iou_3d")
+            if isinstance(test_metrics.get(k), float)))
+    return entry
