@@ -61,6 +61,8 @@ def detect_for_staging(volume: Volume, device: str):
     except ImportError:
         raise UserError("automatic ROI detection is not installed in this version; give --roi") from None
     found = detect_rois(volume, device=device)
+    if found.warning:
+        status(f"detect: {found.warning}")
     return list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)}
 
 
