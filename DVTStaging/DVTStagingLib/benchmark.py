@@ -19,7 +19,7 @@ from .catalog import resolve
 from .errors import UserError
 from .models import build_model
 from .models.config import VDPF_B16, VDPF_SMALL, ModelConfig
-from .train import resolve_device
+from .devices import resolve_device
 
 
 def _sync(device):

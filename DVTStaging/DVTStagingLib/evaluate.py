@@ -152,7 +152,7 @@ def compare(data: Path, out: Path, base: str = "vdpf-small", epochs: int | None 
             device: str = "auto", variants: list[str] | None = None, model: str | None = None,
             overwrite: bool = False) -> list[dict]:
     from .pipeline import prepare_output
-    from .train import resolve_device
+    from .devices import resolve_device
     from .training.predict import predict_bank
     from .training.slice_bank import build_slice_bank
 

@@ -15,7 +15,7 @@ from .models.config import ModelConfig
 from .progress import Progress
 from .roi import BoxROI
 from .slices import SlicePairs, StudyView, lesion_crops, prepare_study, slice_pairs
-from .train import resolve_device
+from .devices import resolve_device
 from .volume import Volume
 
 

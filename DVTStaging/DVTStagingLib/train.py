@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from . import __version__
 from .catalog import NOT_FOR_CLINICAL_USE, save_model, user_dir
 from .dataset import load_dataset
+from .devices import resolve_device
 from .errors import UserError
 from .metrics import staging_metrics
 from .models import build_model
@@ -35,14 +36,6 @@ from .training.slice_bank import SliceBank, build_slice_bank
 
 CHECKPOINT = "checkpoint.pt"
 VAL_SLICES_PER_ROI = 16
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available")
-    if name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
 
 
 class Distributed:

@@ -48,7 +48,7 @@ def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_pe
 
     from ..dataset import load_dataset
     from ..progress import Progress
-    from .detector import resolve_device
+    from ..devices import resolve_device
     from .studies import load_case_study
     from .training import TrainingConfig, train_and_save
     from .view import DetectorInput

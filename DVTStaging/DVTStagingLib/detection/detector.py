@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import catalog
+from ..devices import resolve_device
 from ..errors import UserError
 from ..progress import Progress
 from ..roi import BoxROI
@@ -59,17 +60,6 @@ class Detector:
     model_id: str = "untrained"
     sha256: str | None = None
     card: dict = field(default_factory=dict)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise UserError(f"unknown device '{name}' (use auto, cpu or cuda)")
-    return torch.device(name)
 
 
 _LOADED: dict[tuple, Detector] = {}
