@@ -62,6 +62,25 @@ def cmd_dataset_validate(args) -> int:
     return 0
 
 
+def cmd_dataset_stats(args) -> int:
+    import json
+
+    from .dataset_tools import dataset_stats, format_stats
+
+    stats = dataset_stats(args.root, with_segments=not args.no_segments)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def cmd_dataset_split(args) -> int:
+    from .dataset_tools import format_split, split_dataset
+
+    dataset = split_dataset(args.root, by=args.by, seed=args.seed, fractions=args.fractions, overwrite=args.overwrite)
+    print(format_split(dataset))
+    print(f"{args.root}: wrote dataset.json")
+    return 0
+
+
 def cmd_stage(args) -> int:
     from .pipeline import stage_study
 
@@ -216,6 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("root", type=Path)
     v.add_argument("--quick", action="store_true", help="check dataset.json and file presence only")
     v.set_defaults(handler=cmd_dataset_validate)
+    v = dsub.add_parser("stats", help="cases per split and stage, thrombus sizes (ROI boxes, thrombus segments)")
+    v.add_argument("root", type=Path)
+    v.add_argument("--json", action="store_true", help="print JSON (with one record per ROI) instead of tables")
+    v.add_argument("--no-segments", action="store_true", help="skip reading segmentations (box sizes only)")
+    v.set_defaults(handler=cmd_dataset_stats)
+    v = dsub.add_parser("split", help="assign train/val/test, each patient in one split, stratified by stage")
+    v.add_argument("root", type=Path)
+    v.add_argument("--by", choices=["patient", "case"], default="patient",
+                   help="group kept in one split: the case field 'patient' (else the case id), or each case")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--fractions", type=float, nargs=3, default=[0.6, 0.2, 0.2], metavar=("TRAIN", "VAL", "TEST"))
+    v.add_argument("--overwrite", action="store_true", help="reassign cases that already have a split")
+    v.set_defaults(handler=cmd_dataset_split)
     return parser
 
 

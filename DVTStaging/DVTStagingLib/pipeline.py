@@ -11,6 +11,8 @@ from .roi import BoxROI, read_rois, roi_names_unique, write_rois
 from .volume import Volume, read_volume
 
 STAGE_OUTPUTS = ("result.json", "attention.nrrd", "rois.mrk.json", "report.png")
+# Also written by `stage` (the DICOM pair only for DICOM input); never replaced without --overwrite either.
+OTHER_STAGE_OUTPUTS = ("attention-global-to-local.nrrd", "thrombus-seg.dcm", "stage-sr.dcm")
 
 
 def check_image_content(volume: Volume, name: str) -> None:
@@ -82,7 +84,7 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     if volume is None:
         volume, rois = load_stage_inputs(Path(input_path), roi_path, auto_roi)
     timings["read_input"] = time.perf_counter() - started
-    out = prepare_output(Path(out), overwrite)
+    out = prepare_output(Path(out), overwrite, names=STAGE_OUTPUTS + OTHER_STAGE_OUTPUTS)
     t = time.perf_counter()
     stager = Stager(model, device)
     timings["load_model"] = time.perf_counter() - t
@@ -111,6 +113,12 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     t = time.perf_counter()
     write_report(out / "report.png", study, results, stager.classes, overlays["local_to_global"], result)
     result["timings"]["report"] = round(time.perf_counter() - t, 4)
+    if volume.metadata.get("source_format") == "dicom":   # SEG + SR for PACS, listed before result.json is written
+        from .dicom_outputs import write_dicom_outputs
+
+        t = time.perf_counter()
+        result["outputs"].update(write_dicom_outputs(volume, rois, result, out, auto_detected=scores is not None))
+        result["timings"]["dicom"] = round(time.perf_counter() - t, 4)
     result["timings"]["total"] = round(time.perf_counter() - started, 4)
     write_result(result, out / "result.json")
     for r in result["rois"]:
