@@ -275,3 +275,7 @@ def main(argv=None) -> int:
         print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               "(set DVT_STAGING_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":   # `python -m DVTStagingLib.cli` as well as `python -m DVTStagingLib`
+    sys.exit(main())

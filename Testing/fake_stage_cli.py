@@ -1,0 +1,100 @@
+"""A stand-in for `dvt-staging stage` that honours its output contract without a model.
+
+Tests of the Slicer Logic use it to check the round trip (inputs written,
+background run, progress, cancel, outputs loaded as nodes) independently of
+the staging model.  The outputs are written with the core writers:
+`result.json` (schema result@1), `attention.nrrd` and
+`attention-global-to-local.nrrd` (0-1, in the input geometry, peaked at each
+ROI's centre) and `rois.mrk.json`.  `FAKE_STAGE_SECONDS` makes it slow (for
+cancel and scene-close tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+FAKE_MODEL = {"id": "fake-model", "version": "0", "sha256": "0" * 64}
+
+
+def _blob(volume, roi, width_fraction: float) -> np.ndarray:
+    """exp(-r²/2σ²) around the ROI centre, σ a fraction of the ROI size, on the volume grid."""
+    k, j, i = np.meshgrid(*(np.arange(n) for n in volume.array.shape), indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1)
+    ras = volume.ijk_to_ras_points(ijk)
+    local = (ras - roi.center_ras) @ roi.axes_ras      # ROI axes: the blob follows an oblique box
+    sigma = np.maximum(roi.size_mm * width_fraction, 1.0)
+    r2 = ((local / sigma) ** 2).sum(axis=1)
+    return np.exp(-0.5 * r2).reshape(volume.array.shape).astype(np.float32)
+
+
+def write_fake_stage_output(out, volume, rois, stages=None) -> dict:
+    """Everything `stage` writes (but report.png), for `volume` and its `rois`."""
+    from DVTStagingLib.roi import write_rois
+    from DVTStagingLib.volume import write_volume
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = ("acute", "subacute", "chronic")
+    local_to_global = np.zeros(volume.array.shape, np.float32)
+    global_to_local = np.zeros(volume.array.shape, np.float32)
+    roi_results = []
+    for n, roi in enumerate(rois):
+        local_to_global = np.maximum(local_to_global, _blob(volume, roi, 0.25))
+        global_to_local = np.maximum(global_to_local, 0.8 * _blob(volume, roi, 0.6))
+        stage = (stages or classes)[n % len(stages or classes)]
+        probs = {c: (0.7 if c == stage else 0.15) for c in classes}
+        lo, hi = roi.ijk_extent(volume)
+        slices = [{"index": int(k), "probabilities": {c: round(p + 0.01 * ((k - lo[2]) % 3 - 1) * (c == stage), 4)
+                                                      for c, p in probs.items()}}
+                  for k in range(int(lo[2]), int(hi[2]) + 1)]
+        roi_results.append({"name": roi.name, "stage": stage, "probabilities": probs, "slice_axis": "k",
+                            "slices": slices, "thrombus_muscle_ratio": None if n % 2 else 2.5 + n})
+    write_volume(volume.with_array(local_to_global), out / "attention.nrrd")
+    write_volume(volume.with_array(global_to_local), out / "attention-global-to-local.nrrd")
+    write_rois(out / "rois.mrk.json", rois)
+    worst = roi_results[0] if roi_results else None
+    result = {"schema": "dvt-staging/result@1", "stage": worst["stage"] if worst else "acute",
+              "probabilities": worst["probabilities"] if worst else {c: 1 / 3 for c in classes},
+              "rois": roi_results, "model": FAKE_MODEL, "device": "cpu", "timings": {"total_s": 0.0},
+              "input": volume.geometry_dict()}
+    (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="fake-dvt-staging")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("stage")
+    s.add_argument("input", type=Path)
+    s.add_argument("--roi", type=Path)
+    s.add_argument("--auto-roi", action="store_true")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--model")
+    s.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+
+    from DVTStagingLib.roi import read_rois
+    from DVTStagingLib.volume import read_volume
+
+    seconds = float(os.environ.get("FAKE_STAGE_SECONDS", "0"))
+    steps = 20
+    for step in range(1, steps + 1):
+        print(f"progress: staging {step}/{steps}", file=sys.stderr, flush=True)
+        time.sleep(seconds / steps)
+    volume = read_volume(args.input)
+    if args.roi is None:
+        print("fake-dvt-staging: error: the fake CLI cannot detect ROIs", file=sys.stderr)
+        return 2
+    write_fake_stage_output(args.out, volume, read_rois(args.roi))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
