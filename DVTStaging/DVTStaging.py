@@ -42,7 +42,6 @@ ROLE_ROI = "DVTStaging.roi"
 ROLE_TABLE = "DVTStaging.resultsTable"
 ROLE_CHART = "DVTStaging.sliceChart"
 ROLE_ATTENTION = "DVTStaging.attention."   # + map name
-EXPORT_NOT_YET = "arrives with the research-loop issue"
 ATTENTION_VISIBLE_FROM = 0.05
 
 
@@ -157,9 +156,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.worklistTableWidget.connect("cellDoubleClicked(int,int)", self.onWorklistRowOpen)
         self.ui.previousStudyButton.connect("clicked(bool)", lambda checked=False: self.onStep(-1))
         self.ui.nextStudyButton.connect("clicked(bool)", lambda checked=False: self.onStep(+1))
-        # The exporter is a later issue: the button is there, honestly disabled.
-        self.ui.exportButton.enabled = False
-        self.ui.exportButton.toolTip = _("Dataset export {reason}.").format(reason=EXPORT_NOT_YET)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
 
         self.ui.trueStageComboBox.clear()
         self.ui.trueStageComboBox.addItem(_("(not labeled)"), "")
@@ -410,6 +407,21 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.setNotes(volume, self.ui.notesTextEdit.toPlainText())
 
     # -- worklist -------------------------------------------------------------------------------
+    def onExport(self, checked=False) -> None:
+        """The current study into a dataset folder (de-identified unless asked otherwise)."""
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        if volume is None:
+            slicer.util.errorDisplay(_("Select a study to export."))
+            return
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Dataset folder"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            dataset = self.logic.exportStudies([volume], folder,
+                                               keepIdentifiers=bool(self.ui.keepIdentifiersCheckBox.checked))
+            self.ui.statusLabel.text = _("Exported to {folder} ({n} cases in the dataset).").format(
+                folder=folder, n=len(dataset.cases))
+
     def onWorklistFolder(self, folder) -> None:
         from DVTStagingLib.worklist import Worklist
 
@@ -998,6 +1010,27 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         rois = [roi_from_node(n) for n in self.roiNodes(volumeNode)]
         return worklist.save(entry, self.caseAnnotation(volumeNode), rois=rois,
                              result_folder=self._resultFolders.get(volumeNode.GetID()))
+
+    def exportStudies(self, volumeNodes, outFolder, keepIdentifiers=False, overwrite=False):
+        """Export the studies (ROIs, true stages, reviewed flag, last results) as a dataset; returns it."""
+        from DVTStagingLib.export import ExportStudy, export_cases
+        from DVTStagingLib.mrml_adapter import roi_from_node, volume_from_node
+
+        studies = []
+        for volumeNode in volumeNodes:
+            roiNodes = self.roiNodes(volumeNode)
+            results = {r.GetName(): self.roiResult(r) for r in roiNodes if self.roiResult(r)}
+            uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+            storage = volumeNode.GetStorageNode()
+            source = uids[0] if uids else (storage.GetFileName() if storage and storage.GetFileName() else
+                                           f"{volumeNode.GetID()}/{volumeNode.GetName()}")
+            studies.append(ExportStudy(
+                volume=volume_from_node(volumeNode), rois=[roi_from_node(r) for r in roiNodes],
+                labels=[{"roi": r.GetName(), "stage": self.trueStage(r) or None} for r in roiNodes],
+                status="reviewed" if self.reviewed(volumeNode) else None, prediction=results or None,
+                notes=self.notes(volumeNode), source_id=source))
+        return export_cases(studies, outFolder, keep_identifiers=keepIdentifiers, overwrite=overwrite,
+                            progress=False)
 
     def openStudy(self, worklist, entry):
         """Load a worklist study with the ROIs and labels saved for it; returns the volume node."""

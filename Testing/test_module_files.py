@@ -100,13 +100,12 @@ def _prop(widget, name):
     return [s.text for s in value.iter("string")] if value.tag == "stringlist" else value.text
 
 
-def test_export_is_an_honest_disabled_placeholder():
-    export = _ui_widgets()["exportButton"]
-    assert _prop(export, "enabled") == "false"
-    assert "arrives with the research-loop issue" in _prop(export, "toolTip")
+def test_export_is_wired_and_deidentified_by_default():
+    widgets = _ui_widgets()
+    assert _prop(widgets["exportButton"], "enabled") in (None, "true")
+    assert _prop(widgets["keepIdentifiersCheckBox"], "checked") == "false"
     source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    assert "self.ui.exportButton.enabled = False" in source
-    assert "exportButton.connect" not in source, "the exporter is a later issue: nothing may be wired to it"
+    assert 'self.ui.exportButton.connect("clicked(bool)", self.onExport)' in source
 
 
 def test_panel_has_every_section_the_issue_asks_for():

@@ -61,10 +61,9 @@ def _run_until_idle(widget, timeout=120):
         time.sleep(0.05)
 
 
-def test_setup_wires_the_panel_and_keeps_export_disabled(panel):
+def test_setup_wires_the_panel(panel):
     ui = panel.ui
-    assert ui.exportButton.enabled is False
-    assert ui.exportButton.toolTip == "Dataset export arrives with the research-loop issue."
+    assert ui.exportButton.enabled is not False and ui.keepIdentifiersCheckBox.checked is False
     assert ui.modelComboBox.itemData(0) == ""          # the default model comes first
     assert [ui.trueStageComboBox.itemData(i) for i in range(4)] == ["", "acute", "subacute", "chronic"]
     assert ui.progressBar.visible is False
@@ -158,3 +157,25 @@ def test_place_roi_starts_place_mode(panel, slicer_app, monkeypatch):
     assert interaction.GetCurrentInteractionMode() == slicer.vtkMRMLInteractionNode.Place
     panel.ui.deleteROIButton.emit("clicked(bool)", False)
     assert roi.GetScene() is None and panel._parameterNode.currentROI is None
+
+
+def test_export_button_writes_the_current_study_as_a_deidentified_case(panel, slicer_app, tmp_path, monkeypatch):
+    from DVTStagingLib.dataset import load_dataset, validate_dataset
+
+    logic, ui = panel.logic, panel.ui
+    volume = logic.loadSampleStudy()
+    panel._parameterNode.inputVolume = volume
+    roi = logic.roiNodes(volume)[0]
+    logic.setTrueStage(roi, "acute")
+    qt = sys.modules["qt"]
+    target = tmp_path / "exported"
+    monkeypatch.setattr(qt, "QFileDialog", types.SimpleNamespace(getExistingDirectory=lambda *a, **k: str(target)),
+                        raising=False)
+    monkeypatch.setattr(slicer.util, "mainWindow", lambda: None, raising=False)
+    with vtk_errors() as errors:
+        ui.exportButton.emit("clicked(bool)", False)
+    assert errors == [] and panel.errorsShown == []
+    assert validate_dataset(target) == []
+    case = load_dataset(target).cases[0]
+    assert case.id.startswith("case-") and case.labels[0]["stage"] == "acute"
+    assert ui.statusLabel.text.startswith("Exported to")

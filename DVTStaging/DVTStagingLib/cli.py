@@ -81,6 +81,23 @@ def cmd_dataset_split(args) -> int:
     return 0
 
 
+def cmd_dataset_export(args) -> int:
+    from .export import export_cases, read_study_folder
+
+    studies = [read_study_folder(folder, args.image_name) for folder in args.studies]
+    dataset = export_cases(studies, args.out, keep_identifiers=args.keep_identifiers, overwrite=args.overwrite)
+    print(f"{args.out}: exported {len(studies)} studies ({len(dataset.cases)} cases in dataset.json)")
+    return 0
+
+
+def cmd_dataset_nnunet(args) -> int:
+    from .export import export_nnunet
+
+    doc = export_nnunet(args.root, args.out, overwrite=args.overwrite)
+    print(f"{args.out}: nnU-Net raw dataset with {doc['numTraining']} cases")
+    return 0
+
+
 def cmd_stage(args) -> int:
     from .pipeline import stage_study
 
@@ -248,6 +265,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fractions", type=float, nargs=3, default=[0.6, 0.2, 0.2], metavar=("TRAIN", "VAL", "TEST"))
     v.add_argument("--overwrite", action="store_true", help="reassign cases that already have a split")
     v.set_defaults(handler=cmd_dataset_split)
+    v = dsub.add_parser(
+        "export", help="export annotated study folders as a (de-identified) dataset",
+        description="Each STUDY_DIR holds the image (image.nrrd, image.nii.gz or a DICOM series folder 'dicom'; "
+                    "see --image-name), the ROIs (*.mrk.json), and optionally annotation.json (true stage per ROI, "
+                    "reviewed, notes: what the Slicer worklist writes), result.json (the model's prediction) and "
+                    "thrombus.seg.nrrd (a segment named 'thrombus'). Case ids are stable pseudonyms; no patient "
+                    "name, ID or birth date is written unless --keep-identifiers. Cases are written atomically; "
+                    "manifest.json records the sha256 of every file.")
+    v.add_argument("studies", type=Path, nargs="+", metavar="STUDY_DIR")
+    v.add_argument("--out", type=Path, required=True, help="dataset folder (created, or extended)")
+    v.add_argument("--image-name", default=None,
+                   help="image file or DICOM folder name inside each STUDY_DIR "
+                        "(default: first of image.nrrd, image.nii.gz, dicom)")
+    v.add_argument("--keep-identifiers", action="store_true",
+                   help="keep the patient ID and DICOM tags in dataset.json (internal use only)")
+    v.add_argument("--overwrite", action="store_true", help="replace cases already in --out")
+    v.set_defaults(handler=cmd_dataset_export)
+    v = dsub.add_parser("nnunet", help="nnU-Net v2 raw-dataset view (NIfTI) of the cases with a thrombus segmentation",
+                        description="Writes imagesTr/<case>_0000.nii.gz, labelsTr/<case>.nii.gz (background 0, "
+                                    "thrombus 1) and dataset.json (channel_names, labels, numTraining, file_ending).")
+    v.add_argument("root", type=Path, help="dataset folder (dataset.json)")
+    v.add_argument("--out", type=Path, required=True, help="nnU-Net raw dataset folder, e.g. Dataset501_DVT")
+    v.add_argument("--overwrite", action="store_true", help="replace an nnU-Net dataset already in --out")
+    v.set_defaults(handler=cmd_dataset_nnunet)
     return parser
 
 
