@@ -8,26 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from DVTStagingLib.cli import main
 from DVTStagingLib.dataset import load_dataset, validate_dataset
 from DVTStagingLib.dataset_tools import assign_splits, patient_of
 from DVTStagingLib.roi import read_rois
 from DVTStagingLib.segmentation import read_segmentation
 from DVTStagingLib.volume import read_volume
 
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_user_error(code, err, *fragments):
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("dvt-staging: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0]
+from test_cli import assert_user_error, run_cli
 
 
 @pytest.fixture

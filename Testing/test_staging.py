@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from DVTStagingLib.catalog import read_card
-from DVTStagingLib.cli import main
 from DVTStagingLib.metrics import binary_auc, macro_f1, staging_metrics
 from DVTStagingLib.phantom.study import make_study, thrombus_roi
 from DVTStagingLib.results import validate_result
@@ -21,7 +20,7 @@ from DVTStagingLib.roi import read_rois, write_rois
 from DVTStagingLib.slices import InputSpec, orientation_for, prepare_study
 from DVTStagingLib.volume import Volume, read_volume, write_volume
 
-from test_cli import assert_user_error
+from test_cli import assert_user_error, run_cli
 
 
 def _rotation(axis, degrees):
@@ -57,12 +56,6 @@ def oblique_study(tmp_path_factory):
     write_volume(oblique, root / "image.nrrd")
     write_rois(root / "roi.mrk.json", [roi])
     return root
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # -- metrics ----------------------------------------------------------------

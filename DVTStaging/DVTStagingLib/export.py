@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotation import STAGES, study_status
+from .catalog import sha256_of
 from .dataset import CLASSES, SCHEMA, Case, Dataset, load_dataset, write_dataset_json
 from .errors import InputFileError, UserError
 from .progress import Progress, status
@@ -78,14 +79,6 @@ def source_id_of(volume: Volume, fallback: str) -> str:
     if tags.get("SeriesInstanceUID"):
         return f"{tags.get('PatientID', '')}/{tags['SeriesInstanceUID']}"
     return fallback
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_json_atomic(path: Path, doc: dict) -> None:
@@ -243,7 +236,7 @@ def export_cases(studies: list[ExportStudy], out_root, keep_identifiers: bool = 
             tmp.mkdir()
             files = _write_case_files(study, tmp)
             case = _case_record(study, case_id, files, keep_identifiers, salt)
-            hashes = {f"cases/{case_id}/{p.name}": _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            hashes = {f"cases/{case_id}/{p.name}": sha256_of(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             final = root / "cases" / case_id
             old = None
             if final.exists():
@@ -273,7 +266,7 @@ def verify_manifest(root) -> list[str]:
             path = root / rel
             if not path.is_file():
                 problems.append(f"case {case_id}: missing {rel}")
-            elif _sha256(path) != digest:
+            elif sha256_of(path) != digest:
                 problems.append(f"case {case_id}: {rel} differs from its manifest sha256")
     return problems
 
