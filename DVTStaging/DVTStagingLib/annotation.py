@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputFileError
+from .json_files import read_json
 
 ANNOTATION_SCHEMA = "dvt-staging/annotation@1"
 STAGES = ("acute", "subacute", "chronic")
@@ -93,10 +94,5 @@ def write_annotation(path, annotation: CaseAnnotation) -> Path:
 
 def read_annotation(path) -> CaseAnnotation:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(f"no annotation file {path}") from None
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path} is not readable JSON ({exc})") from None
+    data = read_json(path, missing=f"no annotation file {path}")
     return CaseAnnotation.from_dict(data, str(path))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ChecksumError, UserError
+from .json_files import read_json
 
 CARD_SCHEMA = "dvt-staging/model-card@1"
 KINDS = ("staging", "detector")
@@ -71,12 +72,7 @@ class ModelEntry:
 
 
 def read_card(path: Path, source: str = "file") -> ModelEntry:
-    try:
-        card = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"model card {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"model card {path} is not readable JSON ({exc})") from None
+    card = read_json(path, name=f"model card {path}")
     if not isinstance(card, dict) or card.get("schema") != CARD_SCHEMA:
         raise UserError(f"{path} is not a DVTStaging model card (schema {CARD_SCHEMA})")
     for key in ("id", "kind", "weights", "sha256", "config"):

@@ -35,6 +35,7 @@ import numpy as np
 
 from .annotation import STAGES, study_status
 from .catalog import sha256_of
+from .json_files import read_json
 from .dataset import CLASSES, SCHEMA, Case, Dataset, load_dataset, write_dataset_json
 from .errors import InputFileError, UserError
 from .progress import Progress, status
@@ -302,12 +303,7 @@ def read_study_folder(folder, image_name: str | None = None) -> ExportStudy:
     if not rois:
         raise InputFileError(f"{folder} has no ROI file (*.mrk.json)")
     annotation = read_annotation(folder / "annotation.json") if (folder / "annotation.json").is_file() else None
-    prediction = None
-    if (folder / "result.json").is_file():
-        try:
-            prediction = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"{folder / 'result.json'} is not readable JSON ({exc})") from None
+    prediction = read_json(folder / "result.json") if (folder / "result.json").is_file() else None
     if prediction is None and annotation is not None and annotation.predicted_stages:
         prediction = {name: {"stage": stage} for name, stage in annotation.predicted_stages.items()}
     mask = None

@@ -8,7 +8,6 @@ holds the MRML-free half of that round trip, so it is testable without Slicer.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from .errors import InputFileError
 from .roi import BoxROI, write_rois
 from .volume import Volume, write_volume
+from .json_files import read_json
 
 RESULT_SCHEMA = "dvt-staging/result@1"
 CLASSES = ("acute", "subacute", "chronic")
@@ -116,12 +116,7 @@ def read_stage_result(folder) -> StageResult:
     """The `result.json` of a `dvt-staging stage` output folder, checked against schema result@1."""
     folder = Path(folder)
     path = folder / "result.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(f"{folder} holds no result.json: the staging run wrote no result") from None
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path} is not readable JSON ({exc})") from None
+    data = read_json(path, missing=f"{folder} holds no result.json: the staging run wrote no result")
     if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA:
         raise InputFileError(f"{path} is not a staging result (schema {RESULT_SCHEMA})")
     rois = [_roi_result(e, str(path)) for e in data.get("rois") or []]
