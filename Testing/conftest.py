@@ -10,12 +10,14 @@ import pytest
 TESTING = Path(__file__).resolve().parent
 REPO = TESTING.parent
 sys.path.insert(0, str(TESTING))  # slicer_app helper
+# Slicer puts a scripted module's folder on sys.path; DVTStaging.py finds DVTStagingPanel (not in the wheel) there.
+sys.path.insert(1, str(REPO / "DVTStaging"))
 
 
 @pytest.fixture(scope="session")
 def phantom_dataset(tmp_path_factory):
     """Five labeled phantom studies (seed 11), written once per test session."""
-    from DVTStagingLib.dataset import load_dataset
+    from DVTStagingLib.io.dataset import load_dataset
     from DVTStagingLib.phantom.writer import write_phantom_dataset
 
     root = tmp_path_factory.mktemp("phantom") / "ds"

@@ -36,8 +36,8 @@ def _blob(volume, roi, width_fraction: float) -> np.ndarray:
 
 def write_fake_stage_output(out, volume, rois, stages=None) -> dict:
     """Everything `stage` writes (but report.png), for `volume` and its `rois`."""
-    from DVTStagingLib.roi import write_rois
-    from DVTStagingLib.volume import write_volume
+    from DVTStagingLib.io.roi import write_rois
+    from DVTStagingLib.io.volume import write_volume
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +80,8 @@ def main(argv=None) -> int:
     s.add_argument("--device", default="auto")
     args = p.parse_args(argv)
 
-    from DVTStagingLib.roi import read_rois
-    from DVTStagingLib.volume import read_volume
+    from DVTStagingLib.io.roi import read_rois
+    from DVTStagingLib.io.volume import read_volume
 
     seconds = float(os.environ.get("FAKE_STAGE_SECONDS", "0"))
     steps = 20

@@ -1,16 +1,19 @@
-"""A headless stand-in for the Slicer application start-up, on slicer-core (DESIGN §9).
+"""A headless stand-in for the Slicer application start-up, on slicer-core (the PyPI MRML package).
 
 Creates a scene with the application logic and the module logics that the
 DVTStaging module and its tests use, registers them with the application
 logic, and points `slicer.mrmlScene` / `slicer.modules.<name>.logic()` at
-them.  Our own code; no Qt.
+them.  `slicer.app` is the strict fake qSlicerApplication of a
+slicer_fakes.Session (`self.session`: dialogs, messages, event loop, module
+life cycle; see Testing/slicer_fakes).  `add_slice_views()` adds the Red,
+Yellow and Green slice views (real vtkMRMLSliceLogic objects with their slice
+and slice composite nodes) as Slicer's layout has them.  Our own code; no Qt.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import types
 from contextlib import contextmanager
 
 import slicer
@@ -24,11 +27,12 @@ _LOGICS = {
     "SubjectHierarchy": "vtkSlicerSubjectHierarchyModuleLogic",
     "Tables": "vtkSlicerTablesLogic",
     "CropVolume": "vtkSlicerCropVolumeLogic",
+    "Plots": "vtkSlicerPlotsLogic",
 }
 
 
 class HeadlessSlicer:
-    def __init__(self):
+    def __init__(self, version: str = "5.12", testing: bool = False, main_window: bool = True):
         self.scene = slicer.vtkMRMLScene()
         self.scene.AddNode(slicer.vtkMRMLCrosshairNode())
         self.app_logic = slicer.vtkSlicerApplicationLogic()
@@ -62,19 +66,34 @@ class HeadlessSlicer:
         self.remote_io.SetMRMLScene(self.scene)
         self.remote_io.AddDataIOToScene()
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene, True)
+        self.home = self._tmp.name
+        self.slice_logics = {}
         self._previous = {k: getattr(slicer, k, None) for k in ("mrmlScene", "modules", "app")}
         slicer.mrmlScene = self.scene
-        slicer.modules = types.SimpleNamespace(**{
-            name.lower(): types.SimpleNamespace(logic=(lambda lg=logic: lg)) for name, logic in self.logics.items()
-        })
-        slicer.app = types.SimpleNamespace(applicationLogic=lambda: self.app_logic,
-                                           mrmlScene=lambda: self.scene)
+        from slicer_fakes import Session  # slicer.app, slicer.modules and the rest of the fakes
+
+        self.session = Session(self, version=version, testing=testing, main_window=main_window)
+        self.session.app.cachePath = os.path.join(self._tmp.name, "cache")
+
+    def add_slice_views(self, names=("Red", "Yellow", "Green")):
+        """The slice views of Slicer's layout: a slice logic each, with its slice and slice composite node."""
+        for name in names:
+            if name in self.slice_logics:
+                continue
+            logic = slicer.vtkMRMLSliceLogic()
+            logic.SetMRMLApplicationLogic(self.app_logic)
+            logic.SetMRMLScene(self.scene)
+            logic.AddSliceNode(name)
+            self.app_logic.GetSliceLogics().AddItem(logic)
+            self.slice_logics[name] = logic
+        return [self.slice_logics[n].GetSliceCompositeNode() for n in names]
 
     def logic(self, name):
         return self.logics[name]
 
     def close(self):
         self.scene.Clear(False)
+        self.session.close()
         self._tmp.cleanup()
         for key, value in self._previous.items():
             if value is None:

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from DVTStagingLib.background import BackgroundProcess, ProgressEvent, parse_progress
+from DVTStagingLib.slicer.background import BackgroundProcess, ProgressEvent, parse_progress
 
 # A child that starts a grandchild (as torch data loaders or the CLI's workers would), reports both pids
 # on stdout, then writes progress lines for a long time.

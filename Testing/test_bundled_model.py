@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from DVTStagingLib.catalog import list_models, load_weights, resolve, sha256_of
 from DVTStagingLib.cli import main
-from DVTStagingLib.models import build_model
+from DVTStagingLib.models.build import build_model
+from DVTStagingLib.models.catalog import list_models, load_weights, resolve, sha256_of
 from DVTStagingLib.models.config import ModelConfig
-from DVTStagingLib.results import validate_result
+from DVTStagingLib.staging.results import validate_result
 
 
 def test_bundled_card_is_complete_and_matches_its_weights():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from DVTStagingLib.cli import main
-from DVTStagingLib.roi import BoxROI, write_rois
-from DVTStagingLib.volume import Volume, write_volume
+from DVTStagingLib.io.roi import BoxROI, write_rois
+from DVTStagingLib.io.volume import Volume, write_volume
 
 
 def run_cli(capsys, *args):
@@ -110,3 +110,50 @@ def test_entry_point_runs_as_module(tmp_path):
                            "--auto-roi"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr
+
+
+# The CLI in a child process with the model libraries made unimportable: every bad input must be refused
+# before they load (so it answers at once), and the child's own stderr shows what ITK or GDCM print too.
+_NO_TORCH = """
+import sys
+class NoModelLibraries:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "timm", "safetensors", "matplotlib"):
+            raise ImportError(f"{name} was imported before the input was checked")
+sys.meta_path.insert(0, NoModelLibraries())
+from DVTStagingLib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_cli_without_model_libraries(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _NO_TORCH, *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_bad_input_is_refused_before_the_model_libraries_load(tmp_path, small_volume):
+    (tmp_path / "emptydir").mkdir()
+    outside = write_rois(tmp_path / "far.mrk.json", [BoxROI("far", [900.0, 900.0, 900.0], [5, 5, 5])])
+    cases = [(["stage", path, "--auto-roi"], fragment) for path, fragment in bad_inputs(tmp_path).values()]
+    cases += [(["detect", tmp_path / "emptydir"], "without a DICOM series"),
+              (["stage", small_volume, "--roi", outside], "outside the volume"),
+              (["stage", small_volume, "--auto-roi", "--model", "no-such-model"], "no-such-model")]
+    for args, fragment in cases:
+        proc = run_cli_without_model_libraries(*args, "--out", tmp_path / "out")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr)   # nothing from ITK/GDCM either
+        assert lines[0].startswith("dvt-staging: error: ") and fragment in lines[0], (args, lines)
+    assert not (tmp_path / "out").exists()      # nothing was created for a refused run
+
+
+def test_a_tampered_model_is_refused_before_the_model_libraries_load(tmp_path, small_volume):
+    from DVTStagingLib.models.catalog import bundled_dir
+
+    for name in ("vdpf-small-phantom.json", "vdpf-small-phantom.safetensors"):
+        shutil.copy(bundled_dir() / name, tmp_path / name)
+    with open(tmp_path / "vdpf-small-phantom.safetensors", "ab") as f:
+        f.write(b"\0")
+    roi = write_rois(tmp_path / "r.mrk.json", [BoxROI("t", [-10.0, -10.0, 5.0], [8, 8, 6])])
+    proc = run_cli_without_model_libraries("stage", small_volume, "--roi", roi, "--model",
+                                           tmp_path / "vdpf-small-phantom.json", "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "sha256" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

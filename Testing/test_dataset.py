@@ -6,10 +6,9 @@ import json
 import shutil
 
 import pytest
-
-from DVTStagingLib.dataset import load_dataset, validate_dataset
-from DVTStagingLib.errors import InputFileError
-from DVTStagingLib.roi import BoxROI, read_rois, write_rois
+from DVTStagingLib.core.errors import InputFileError
+from DVTStagingLib.io.dataset import load_dataset, validate_dataset
+from DVTStagingLib.io.roi import BoxROI, read_rois, write_rois
 
 
 @pytest.fixture

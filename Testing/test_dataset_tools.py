@@ -7,13 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from DVTStagingLib.dataset import load_dataset, validate_dataset
-from DVTStagingLib.dataset_tools import assign_splits, patient_of
-from DVTStagingLib.roi import read_rois
-from DVTStagingLib.segmentation import read_segmentation
-from DVTStagingLib.volume import read_volume
-
+from DVTStagingLib.io.dataset import load_dataset, validate_dataset
+from DVTStagingLib.io.roi import read_rois
+from DVTStagingLib.io.segmentation import read_segmentation
+from DVTStagingLib.io.volume import read_volume
+from DVTStagingLib.research.dataset_tools import assign_splits, patient_of
 from test_cli import assert_user_error, run_cli
 
 

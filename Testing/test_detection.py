@@ -7,17 +7,16 @@ import shutil
 
 import numpy as np
 import pytest
-from scipy import ndimage
-
-from DVTStagingLib import catalog
 from DVTStagingLib.cli import main
 from DVTStagingLib.detection.detector import DetectedObject, PostProcess, detect_rois, select_rois
 from DVTStagingLib.detection.evaluation import StudyOutcome, average_precision, choose_roi_threshold, iou_3d
 from DVTStagingLib.detection.linking import SliceBox, link_boxes, merge_overlapping
 from DVTStagingLib.detection.view import DetectorInput, prepare_view
-from DVTStagingLib.roi import BoxROI, read_rois
-from DVTStagingLib.segmentation import read_segmentation
-from DVTStagingLib.volume import Volume, write_volume
+from DVTStagingLib.io.roi import BoxROI, read_rois
+from DVTStagingLib.io.segmentation import read_segmentation
+from DVTStagingLib.io.volume import Volume, write_volume
+from DVTStagingLib.models import catalog
+from scipy import ndimage
 
 
 def run_cli(capsys, *args):

@@ -10,13 +10,12 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 hd = pytest.importorskip("highdicom")
 
+from DVTStagingLib.cli import main  # noqa: E402
+from DVTStagingLib.io.dicom_outputs import PRIVATE_SCHEME, SEG_NAME, SR_NAME  # noqa: E402
+from DVTStagingLib.io.roi import BoxROI, write_rois  # noqa: E402
+from DVTStagingLib.io.volume import read_volume  # noqa: E402
 from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
-
-from DVTStagingLib.cli import main  # noqa: E402
-from DVTStagingLib.dicom_outputs import PRIVATE_SCHEME, SEG_NAME, SR_NAME  # noqa: E402
-from DVTStagingLib.roi import BoxROI, write_rois  # noqa: E402
-from DVTStagingLib.volume import read_volume  # noqa: E402
 
 STUDY_UID = generate_uid()
 
@@ -157,7 +156,7 @@ def test_sr_reports_one_stage_per_roi_like_result_json(staged):
 
 
 def test_detected_rois_make_an_automatic_segment(staged, tmp_path):
-    from DVTStagingLib.dicom_outputs import write_dicom_outputs
+    from DVTStagingLib.io.dicom_outputs import write_dicom_outputs
 
     outputs = write_dicom_outputs(staged["volume"], staged["rois"], staged["result"], tmp_path, auto_detected=True)
     assert outputs == {"dicom_seg": SEG_NAME, "dicom_sr": SR_NAME}
@@ -167,8 +166,8 @@ def test_detected_rois_make_an_automatic_segment(staged, tmp_path):
 
 
 def test_no_dicom_outputs_for_a_non_dicom_input(tmp_path, capsys):
-    from DVTStagingLib.dicom_outputs import write_dicom_outputs
-    from DVTStagingLib.volume import Volume
+    from DVTStagingLib.io.dicom_outputs import write_dicom_outputs
+    from DVTStagingLib.io.volume import Volume
 
     volume = Volume(np.zeros((4, 5, 6), np.int16), [1, 1, 1], [0, 0, 0], np.eye(3), {"source_format": "nrrd"})
     roi = BoxROI("r", [-2, -2, 1], [2, 2, 2])

@@ -8,15 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
-
-from DVTStagingLib import export as export_mod
-from DVTStagingLib.annotation import CaseAnnotation, write_annotation
 from DVTStagingLib.cli import main
-from DVTStagingLib.dataset import load_dataset, validate_dataset
-from DVTStagingLib.export import ExportStudy, export_cases, verify_manifest
-from DVTStagingLib.roi import read_rois, write_rois
-from DVTStagingLib.segmentation import THROMBUS, THROMBUS_SEGMENT, read_segmentation, write_segmentation
-from DVTStagingLib.volume import read_volume
+from DVTStagingLib.io.dataset import load_dataset, validate_dataset
+from DVTStagingLib.io.roi import read_rois, write_rois
+from DVTStagingLib.io.segmentation import THROMBUS, THROMBUS_SEGMENT, read_segmentation, write_segmentation
+from DVTStagingLib.io.volume import read_volume
+from DVTStagingLib.research import export as export_mod
+from DVTStagingLib.research.annotation import CaseAnnotation, write_annotation
+from DVTStagingLib.research.export import ExportStudy, export_cases, verify_manifest
 
 NAME, PID, BIRTH = "DOE^JANE", "PID-12345", "19700101"
 IDENTIFIERS = [NAME.encode(), b"DOE", PID.encode(), BIRTH.encode()]
@@ -205,7 +204,7 @@ def test_nnunet_view(study_dirs, tmp_path, capsys):
 
 def test_round_trip_export_train_stage(phantom_dataset, tmp_path, monkeypatch):
     from DVTStagingLib.models.config import VDPF_TINY
-    from DVTStagingLib.train import run_training
+    from DVTStagingLib.training.train import run_training
 
     ds = phantom_dataset
     studies = []
@@ -234,10 +233,9 @@ def test_logic_export_studies(slicer_app, tmp_path):
     """DVTStagingLogic.exportStudies: the module's nodes and annotations become a valid dataset."""
     pytest.importorskip("slicer")
     import slicer
-    from slicer_module_stubs import import_module_file
-
     from DVTStagingLib.phantom.study import make_study
     from DVTStagingLib.phantom.writer import write_study
+    from slicer_module_stubs import import_module_file
 
     study = make_study(3, ["acute"])
     files = write_study(study, tmp_path / "study")
@@ -271,9 +269,8 @@ def test_research_round_trip_scene_export_ddp_train_evaluate_catalogue_stage(sli
     import sys
 
     import slicer
+    from DVTStagingLib.models.catalog import list_models
     from slicer_module_stubs import import_module_file
-
-    from DVTStagingLib.catalog import list_models
 
     ds = phantom_dataset
     dvt = import_module_file()

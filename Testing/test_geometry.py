@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from DVTStagingLib.io.roi import BoxROI, read_rois, write_rois
+from DVTStagingLib.io.volume import Volume, read_volume, write_volume
 from geometry_strategies import directions, origins, shapes_kji, spacings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from DVTStagingLib.roi import BoxROI, read_rois, write_rois
-from DVTStagingLib.volume import Volume, read_volume, write_volume
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 import slicer
 import vtk
+from DVTStagingLib.io.roi import BoxROI, read_rois
+from DVTStagingLib.models.catalog import bundled_dir
+from DVTStagingLib.phantom.study import make_study
+from DVTStagingLib.phantom.writer import write_study
+from DVTStagingLib.research.worklist import Worklist
+from DVTStagingLib.slicer.nodes import roi_from_node
+from DVTStagingLib.slicer.result_nodes import ROLE_CHART, ROLE_TABLE
+from DVTStagingLib.slicer.study_nodes import ATTR_NOTES, ATTR_REVIEWED, ATTR_TRUE_STAGE
 from slicer_app import vtk_errors
 from slicer_module_stubs import import_module_file
 from vtk.util import numpy_support
-
-from DVTStagingLib.annotation import ATTR_NOTES, ATTR_REVIEWED, ATTR_TRUE_STAGE
-from DVTStagingLib.catalog import bundled_dir
-from DVTStagingLib.mrml_adapter import roi_from_node
-from DVTStagingLib.phantom.study import make_study
-from DVTStagingLib.phantom.writer import write_study
-from DVTStagingLib.roi import BoxROI, read_rois
-from DVTStagingLib.worklist import Worklist
 
 TESTING = Path(__file__).resolve().parent
 FAKE_CLI = [sys.executable, str(TESTING / "fake_stage_cli.py")]
@@ -59,8 +59,8 @@ def module(slicer_app, tmp_path):
 @pytest.fixture
 def logic(module, slicer_app, tmp_path):
     lg = module.DVTStagingLogic()
-    lg.commandPrefix = FAKE_CLI
-    lg.jobParentFolder = str(tmp_path)
+    lg.jobs.command_prefix = FAKE_CLI         # how the Logic starts the CLI: the fake honours its contract
+    lg.jobs.job_parent_folder = str(tmp_path)
     yield lg
     lg.cleanup()
 
@@ -161,8 +161,10 @@ def test_stage_round_trip_gives_result_nodes_in_the_input_geometry(slicer_app, l
         assert logic.roiResult(rois[0])["thrombus_muscle_ratio"] == pytest.approx(2.5)
         assert logic.roiResult(rois[1])["thrombus_muscle_ratio"] is None
         assert progress and progress[-1].done == progress[-1].total
-        # The overlay is shown as foreground over the study.
+        # Loading results leaves the slice views alone (the panel decides); showAttention puts the map on top.
         composite = slice_logic.GetSliceCompositeNode()
+        assert composite.GetForegroundVolumeID() is None
+        logic.showAttention(volume, "local-to-global", True, 0.4)
         assert composite.GetForegroundVolumeID() == results.attentionNodes["local-to-global"].GetID()
         assert composite.GetForegroundOpacity() == pytest.approx(0.4)
         logic.showAttention(volume, "global-to-local", True, 0.7)
@@ -174,8 +176,31 @@ def test_stage_round_trip_gives_result_nodes_in_the_input_geometry(slicer_app, l
         again = logic.stage(volume, device="cpu", timeout=120)
         assert slicer_app.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables_before
         assert slicer_app.scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
-        assert logic.getParameterNode().resultsTable == again.tableNode
+        assert volume.GetNodeReference(ROLE_TABLE) == again.tableNode
+        assert logic.getParameterNode().resultsTable is None    # the Logic never writes the panel's state
     assert errors == []
+
+
+def test_results_go_to_the_roi_nodes_that_were_staged_even_with_equal_names(slicer_app, logic, study_files):
+    """Results are matched to ROI nodes by node ID and staging order, not by name: two ROIs both called
+    'thrombus' (and one renamed while the run is going) each get their own answer, and no node is added."""
+    volume = _load_study(slicer_app, study_files)
+    first, second = _add_rois(logic, volume, study_files)
+    first.SetName("thrombus")
+    second.SetName("thrombus")
+    finished = []
+    logic.startStaging(volume, device="cpu", onFinished=lambda nodes, error: finished.append((nodes, error)))
+    first.SetName("renamed while staging")
+    deadline = time.monotonic() + 120
+    while logic.poll():
+        assert time.monotonic() < deadline, "the fake run did not finish"
+        time.sleep(0.05)
+    nodes, error = finished[0]
+    assert error is None and nodes.roiNodes == [first, second]
+    assert slicer_app.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode") == 2
+    # The fake CLI gives each ROI the ratio of its own box: the first is the thrombus (2.5), the second not.
+    assert logic.roiResult(first)["thrombus_muscle_ratio"] == pytest.approx(2.5)
+    assert logic.roiResult(second)["thrombus_muscle_ratio"] is None
 
 
 def test_loader_creates_roi_nodes_for_auto_detected_rois(slicer_app, logic, study_files, tmp_path):
@@ -205,7 +230,7 @@ def test_bad_output_folder_is_a_clear_error(slicer_app, logic, study_files, tmp_
 
 def test_failing_cli_reports_its_one_line_error(slicer_app, logic, study_files):
     """The real CLI with an unknown model: exit status 2, its message reaches the caller."""
-    logic.commandPrefix = None
+    logic.jobs.command_prefix = None
     volume = _load_study(slicer_app, study_files)
     _add_rois(logic, volume, study_files)
     with pytest.raises(RuntimeError, match="dvt-staging: error:"):
@@ -247,15 +272,13 @@ def test_mrb_save_and_reload_keeps_rois_labels_and_results(slicer_app, logic, mo
         assert volume.GetAttribute(ATTR_REVIEWED) == "1"
         assert volume.GetAttribute(ATTR_NOTES) == "edema around the vein; check the other leg"
         assert logic.caseAnnotation(volume).status == "reviewed"
-        table = volume.GetNodeReference(module.ROLE_TABLE)
+        table = volume.GetNodeReference(ROLE_TABLE)
         assert table is not None and table.GetNumberOfRows() == table_rows
         attention = logic.attentionNode(volume, "local-to-global")
         assert attention is not None and attention.GetImageData() is not None
         np.testing.assert_allclose(_ijk_to_ras(attention), _ijk_to_ras(volume), atol=1e-5)
-        chart = volume.GetNodeReference(module.ROLE_CHART)
+        chart = volume.GetNodeReference(ROLE_CHART)
         assert chart is not None and chart.GetNumberOfPlotSeriesNodes() == 6
-        # The panel state came back too.
-        assert logic.getParameterNode().resultsTable.GetID() == table.GetID()
     assert errors == []
 
 
@@ -427,7 +450,7 @@ E2E_MODEL = os.environ.get("DVT_STAGING_E2E_MODEL")   # a model card to use inst
 def test_real_cli_end_to_end(slicer_app, logic, tmp_path):
     """The sample phantom study through the real `dvt-staging stage` (bundled model unless
     DVT_STAGING_E2E_MODEL names a card), CPU, into nodes; overlay picture through the map's hottest voxel."""
-    logic.commandPrefix = None
+    logic.jobs.command_prefix = None
     with vtk_errors() as errors:
         volume = logic.loadSampleStudy()
         rois = logic.roiNodes(volume)
@@ -479,7 +502,7 @@ DETECTOR_CARD = bundled_dir() / "detector-phantom.json"
 @pytest.mark.skipif(not DETECTOR_CARD.is_file(), reason=f"the bundled detector ({DETECTOR_CARD}) is not installed")
 def test_auto_detect_with_the_real_detector_adds_roi_nodes(slicer_app, logic):
     """Auto-detect: `dvt-staging detect` in the background, its ROIs become nodes of the study."""
-    logic.commandPrefix = None
+    logic.jobs.command_prefix = None
     with vtk_errors() as errors:
         volume = logic.loadSampleStudy()
         truth = roi_from_node(logic.roiNodes(volume)[0])

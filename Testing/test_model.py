@@ -6,9 +6,8 @@ import dataclasses
 
 import pytest
 import torch
-
-from DVTStagingLib.errors import UserError
-from DVTStagingLib.models import build_model
+from DVTStagingLib.core.errors import UserError
+from DVTStagingLib.models.build import build_model
 from DVTStagingLib.models.config import ABLATIONS, BASELINES, VDPF_TINY, ModelConfig, load_config, variant
 from DVTStagingLib.models.fusion import FFFN, GLFM, Attention, CoordinateAttention, CrossAttentionBlock
 
@@ -102,7 +101,7 @@ def test_attention_maps_only_on_request():
 def test_backbone_is_shared_between_branches():
     model = build_model(CFG)
     assert sum(1 for n, _ in model.named_modules() if n.endswith("patch_embed")) == 1
-    assert model.backbone.cls_token is None          # tokens only, no class token (DESIGN §3)
+    assert model.backbone.cls_token is None          # tokens only, no class token (docs/model.md)
 
 
 def test_glfm_concatenates_features_along_channels():

@@ -1,27 +1,57 @@
-"""Static checks of the Slicer module: .ui widgets, CMake file lists, the Slicer-free core."""
+"""Static checks of the layout: the .ui against the code, what CMake and the wheel install, the core's layering,
+one definition of the stages, metadata that names real files.  Behaviour of the panel is tested on strict Slicer
+fakes elsewhere (test_panel_widget.py, test_slicer_fidelity.py); these checks need no Slicer at all."""
 
 from __future__ import annotations
 
 import ast
+import json
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "DVTStaging"
+LIB = MODULE / "DVTStagingLib"
 UI = MODULE / "Resources" / "UI" / "DVTStaging.ui"
+PANEL_FILES = [MODULE / "DVTStaging.py", *sorted((MODULE / "DVTStagingPanel").glob("*.py"))]
+# The core's subpackages in data-flow order: a module may import its own package and those before it.
+LAYERS = ["core", "io", "imaging", "phantom", "models", "detection", "staging", "training", "research", "slicer"]
 
 
-def ui_widget_names() -> set[str]:
-    return {w.get("name") for w in ET.parse(UI).getroot().iter("widget")}
+def ui_widgets() -> dict:
+    return {w.get("name"): w for w in ET.parse(UI).getroot().iter("widget")}
 
 
-def test_every_self_ui_name_exists_in_the_ui_file():
-    source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    used = set(re.findall(r"self\.ui\.(\w+)", source))
-    assert used, "the widget should use self.ui"
-    missing = used - ui_widget_names()
-    assert not missing, f"widgets used in DVTStaging.py but not in the .ui: {sorted(missing)}"
+def _prop(widget, name):
+    prop = next((p for p in widget.findall("property") if p.get("name") == name), None)
+    if prop is None:
+        return None
+    value = next(iter(prop))
+    return [s.text for s in value.iter("string")] if value.tag == "stringlist" else value.text
+
+
+def _ui_names_used(path: Path) -> set[str]:
+    """Attribute names read from an object called `ui` (self.ui.x, widget.ui.x, ui.x)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, (ast.Attribute, ast.Name)):
+            owner = node.value.attr if isinstance(node.value, ast.Attribute) else node.value.id
+            if owner == "ui":
+                names.add(node.attr)
+    return names
+
+
+def test_every_ui_name_the_panel_uses_exists_in_the_ui_file():
+    for path in PANEL_FILES:
+        used = _ui_names_used(path)
+        missing = used - set(ui_widgets())
+        assert not missing, f"{path.name} uses widgets the .ui lacks: {sorted(missing)}"
+    assert set().union(*map(_ui_names_used, PANEL_FILES)) >= {"stageButton", "worklistFolderButton", "exportButton"}
 
 
 def test_every_custom_widget_declares_what_it_extends():
@@ -36,89 +66,6 @@ def test_every_custom_widget_declares_what_it_extends():
     assert custom <= set(declared), f"undeclared custom widgets: {sorted(custom - set(declared))}"
 
 
-def test_parameter_names_in_ui_match_the_parameter_node():
-    names = set()
-    for w in ET.parse(UI).getroot().iter("widget"):
-        for prop in w.findall("property"):
-            if prop.get("name") == "SlicerParameterName":
-                names.add(prop.find("string").text)
-    source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DVTStagingParameterNode")
-    fields = {n.target.id for n in node_class.body if isinstance(n, ast.AnnAssign)}
-    assert names and names <= fields, f"SlicerParameterName values without a parameter: {sorted(names - fields)}"
-
-
-def test_cmake_lists_every_core_file():
-    cmake = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
-    lib = MODULE / "DVTStagingLib"
-    files = [p.relative_to(MODULE).as_posix() for p in lib.rglob("*")
-             if p.is_file() and p.suffix in (".py", ".json") and "__pycache__" not in p.parts]
-    missing = [f for f in files if f not in cmake]
-    assert not missing, f"not listed in DVTStaging/CMakeLists.txt (run tools/update_module_cmake.py): {missing}"
-    assert "EXTENSION_DEPENDS \"PyTorch\"" in (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
-
-
-def test_core_does_not_import_slicer_or_qt():
-    offenders = []
-    for path in (MODULE / "DVTStagingLib").rglob("*.py"):
-        if path.name == "mrml_adapter.py":
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                if name.split(".")[0] in ("slicer", "qt", "ctk", "PythonQt"):
-                    offenders.append(f"{path.name}: {name}")
-    assert not offenders, offenders
-
-
-def test_no_unsafe_deserialisation_in_the_code():
-    for path in list((MODULE / "DVTStagingLib").rglob("*.py")) + [MODULE / "DVTStaging.py"]:
-        text = path.read_text(encoding="utf-8")
-        assert "pickle.load" not in text, path
-        for call in re.findall(r"torch\.load\([^)]*\)", text):
-            assert "weights_only=True" in call, f"{path}: {call}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The panel (issue 5)
-# ---------------------------------------------------------------------------------------------
-def _ui_widgets() -> dict:
-    return {w.get("name"): w for w in ET.parse(UI).getroot().iter("widget")}
-
-
-def _prop(widget, name):
-    prop = next((p for p in widget.findall("property") if p.get("name") == name), None)
-    if prop is None:
-        return None
-    value = next(iter(prop))
-    return [s.text for s in value.iter("string")] if value.tag == "stringlist" else value.text
-
-
-def test_export_is_wired_and_deidentified_by_default():
-    widgets = _ui_widgets()
-    assert _prop(widgets["exportButton"], "enabled") in (None, "true")
-    assert _prop(widgets["keepIdentifiersCheckBox"], "checked") == "false"
-    source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    assert 'self.ui.exportButton.connect("clicked(bool)", self.onExport)' in source
-
-
-def test_panel_has_every_section_the_issue_asks_for():
-    names = set(_ui_widgets())
-    wanted = {"inputVolumeSelector", "roiSelector", "placeROIButton", "autoDetectButton", "deleteROIButton",
-              "modelComboBox", "deviceComboBox", "stageButton", "progressBar", "resultsTableView", "roiResultLabel",
-              "showAttentionCheckBox", "attentionOpacitySlider", "attentionMapComboBox", "ratioLabel",
-              "trueStageComboBox", "reviewedCheckBox", "notesTextEdit", "worklistFolderButton",
-              "worklistFromDICOMButton", "worklistTableWidget", "previousStudyButton", "nextStudyButton",
-              "exportButton", "disclaimerLabel"}
-    assert wanted <= names, sorted(wanted - names)
-
-
 def _parameter_fields() -> dict:
     tree = ast.parse((MODULE / "DVTStaging.py").read_text(encoding="utf-8"))
     node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DVTStagingParameterNode")
@@ -129,10 +76,13 @@ def test_bound_widgets_can_represent_their_parameter():
     """What parameterNodeWrapper's GUI connectors accept: node -> node combo box of that class, bool ->
     check box, Choice -> combo box, bounded float -> slider widget."""
     fields = _parameter_fields()
-    for name, widget in _ui_widgets().items():
+    bound = 0
+    for name, widget in ui_widgets().items():
         parameter = _prop(widget, "SlicerParameterName")
         if parameter is None:
             continue
+        bound += 1
+        assert parameter in fields, f"{name} binds '{parameter}', which the parameter node lacks"
         annotation, cls = fields[parameter], widget.get("class")
         if annotation.startswith("vtkMRML"):
             assert cls == "qMRMLNodeComboBox" and annotation in _prop(widget, "nodeTypes"), name
@@ -144,54 +94,149 @@ def test_bound_widgets_can_represent_their_parameter():
             assert cls in ("ctkSliderWidget", "QDoubleSpinBox", "qMRMLSliderWidget") and "WithinRange" in annotation, name
         else:
             raise AssertionError(f"{name}: no GUI connector binds {annotation} to {cls}")
+    assert bound >= 6
 
 
-def test_module_follows_the_scripted_module_template():
+def test_panel_has_every_section_the_workflow_needs():
+    wanted = {"inputVolumeSelector", "roiSelector", "placeROIButton", "autoDetectButton", "deleteROIButton",
+              "modelComboBox", "deviceComboBox", "stageButton", "progressBar", "resultsTableView", "roiResultLabel",
+              "showAttentionCheckBox", "attentionOpacitySlider", "attentionMapComboBox", "ratioLabel",
+              "trueStageComboBox", "reviewedCheckBox", "notesTextEdit", "worklistFolderButton",
+              "worklistFromDICOMButton", "worklistTableWidget", "previousStudyButton", "nextStudyButton",
+              "exportButton", "keepIdentifiersCheckBox", "disclaimerLabel"}
+    widgets = ui_widgets()
+    assert wanted <= set(widgets), sorted(wanted - set(widgets))
+    assert _prop(widgets["keepIdentifiersCheckBox"], "checked") == "false"   # exports are de-identified by default
+
+
+def test_module_file_stays_a_thin_layer():
     source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    for needle in ("@parameterNodeWrapper", ".connectGui(self.ui)", "slicer.util.loadUI", "childWidgetVariables",
-                   "VTKObservationMixin", "StartCloseEvent", "EndCloseEvent", "registerCustomSampleDataSource",
-                   'slicer.app.connect("startupCompleted()", registerSampleData)',
-                   "class DVTStagingTest(ScriptedLoadableModuleTest)"):
-        assert needle in source, needle
-    tests = (MODULE / "Testing" / "Python" / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "slicer_add_python_unittest" in tests and "DVTStaging.py" in tests
+    tree = ast.parse(source)
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DVTStagingLogic")
+    assert len(source.splitlines()) <= 450
+    assert logic.end_lineno - logic.lineno + 1 <= 200
+    # The Logic never writes the panel's state: no assignment to a parameter node attribute in it.
+    writes = [ast.unparse(t) for n in ast.walk(logic) if isinstance(n, ast.Assign) for t in n.targets
+              if isinstance(t, ast.Attribute) and "arameterNode" in ast.unparse(t.value)]
+    assert not writes, writes
 
 
-def test_dependencies_are_installed_the_slicer_way():
-    source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    for needle in ("PyTorchUtils", "installTorch(askConfirmation=", "pip_ensure", "slicer.util.pip_install",
-                   "confirmOkCancelDisplay", "requirements.txt"):
-        assert needle in source, needle
-    assert "import torch" not in source, "the module itself never imports torch: the CLI process does"
+def test_cmake_lists_exactly_what_the_generator_writes(tmp_path):
+    """DVTStaging/CMakeLists.txt is tools/update_module_cmake.py's output for the tree as it is."""
+    copy = tmp_path / "repo"
+    shutil.copytree(MODULE, copy / "DVTStaging", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, str(REPO / "tools" / "update_module_cmake.py")], cwd=copy, check=True)
+    assert (copy / "DVTStaging" / "CMakeLists.txt").read_text() == (MODULE / "CMakeLists.txt").read_text(), \
+        "run tools/update_module_cmake.py"
+    cmake = (MODULE / "CMakeLists.txt").read_text()
+    for needed in ("DVTStagingPanel/worklist_section.py", "DVTStagingLib/slicer/study_nodes.py",
+                   "Resources/Models/vdpf-small-phantom.safetensors", "Resources/Models/detector-phantom.json"):
+        assert needed in cmake
 
 
-def test_module_choices_match_the_core():
-    import slicer_module_stubs
-
-    from DVTStagingLib.stage_run import ATTENTION_FILES, DEVICES
-
-    dvt = slicer_module_stubs.import_module_file()
-    assert dvt.DEVICE_CHOICES == list(DEVICES)
-    assert dvt.ATTENTION_MAPS == list(ATTENTION_FILES)
-
-
-# Signals of the widget classes the panel connects to (Qt 5 / CTK), to catch typos without Qt.
-_SIGNALS = {
-    "QPushButton": {"clicked(bool)", "clicked()", "toggled(bool)"},
-    "QToolButton": {"clicked(bool)", "clicked()"},
-    "QComboBox": {"currentIndexChanged(int)", "currentTextChanged(QString)"},
-    "QCheckBox": {"toggled(bool)", "stateChanged(int)", "clicked(bool)"},
-    "QPlainTextEdit": {"textChanged()"},
-    "QTableWidget": {"cellDoubleClicked(int,int)", "cellClicked(int,int)", "itemSelectionChanged()"},
-    "ctkDirectoryButton": {"directoryChanged(QString)", "directorySelected(QString)"},
-}
+def test_extension_metadata_declares_slicer_versions_and_names_real_files():
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert 'EXTENSION_DEPENDS "PyTorch"' in cmake
+    minimum = re.search(r'set\(DVTSTAGING_MINIMUM_SLICER_VERSION "([\d.]+)"\)', cmake).group(1)
+    assert "find_package(Slicer ${DVTSTAGING_MINIMUM_SLICER_VERSION} REQUIRED)" in cmake
+    assert minimum == "5.10"     # the first Slicer with Python >= 3.10 (3.12); pyproject asks for >= 3.10
+    assert f"Slicer {minimum}" in (REPO / "README.md").read_text(encoding="utf-8")
+    prefix = "https://raw.githubusercontent.com/dvtstaging/DVTStaging/main/"
+    urls = re.findall(r'set\(EXTENSION_(?:ICONURL|SCREENSHOTURLS) "([^"]+)"\)', cmake)
+    assert len(urls) == 2
+    for url in urls:
+        for one in url.split():
+            assert one.startswith(prefix) and (REPO / one[len(prefix):]).is_file(), one
 
 
-def test_connected_signals_exist_on_their_widgets():
-    source = (MODULE / "DVTStaging.py").read_text(encoding="utf-8")
-    widgets = _ui_widgets()
-    connections = re.findall(r"self\.ui\.(\w+)\.connect\(\"([^\"]+)\"", source)
-    assert len(connections) >= 14
-    for name, signal in connections:
-        cls = widgets[name].get("class")
-        assert signal in _SIGNALS.get(cls, set()), f"{name} ({cls}) has no signal {signal}"
+def test_wheel_packages_are_every_package_of_the_core_and_the_bundled_models():
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(MODULE).parts) for p in LIB.rglob("__init__.py")}
+    assert set(setuptools["packages"]) == found | {"DVTStagingLib.Resources.Models"}
+    assert setuptools["package-dir"]["DVTStagingLib.Resources.Models"] == "DVTStaging/Resources/Models"
+    assert not (REPO / "Resources" / "Models").exists(), "bundled models live in DVTStaging/Resources/Models only"
+
+
+def _imported_lib_modules(path: Path) -> list[str]:
+    """DVTStagingLib modules a file imports (relative imports resolved)."""
+    package = list(path.relative_to(MODULE).with_suffix("").parts)[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                found += [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            elif node.module and node.module.startswith("DVTStagingLib"):
+                found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("DVTStagingLib")]
+    return found
+
+
+def test_core_imports_point_only_down_the_data_flow():
+    assert sorted(p.name for p in LIB.iterdir() if (p / "__init__.py").is_file()) == sorted(LAYERS)
+    upward = []
+    for path in LIB.rglob("*.py"):
+        parts = path.relative_to(LIB).parts
+        if len(parts) == 1:      # cli, demo, __main__: the application on top may use everything
+            continue
+        here = LAYERS.index(parts[0])
+        for target in _imported_lib_modules(path):
+            names = target.split(".")
+            if len(names) > 1 and names[1] in LAYERS and LAYERS.index(names[1]) > here:
+                upward.append(f"{path.relative_to(LIB)} -> {target}")
+    assert not upward, upward
+
+
+def test_only_the_slicer_layer_touches_slicer_and_nothing_in_the_core_touches_qt():
+    offenders = []
+    for path in LIB.rglob("*.py"):
+        in_slicer_layer = path.relative_to(LIB).parts[0] == "slicer"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top in ("qt", "ctk", "PythonQt") or (top in ("slicer", "vtk") and not in_slicer_layer):
+                    offenders.append(f"{path.relative_to(LIB)}: {name}")
+    assert not offenders, offenders
+
+
+def test_the_stages_are_defined_once():
+    from DVTStagingLib.core.stages import STAGES
+
+    literal = re.compile(r"""["']acute["'],\s*["']subacute["'],\s*["']chronic["']""")
+    sources = [*LIB.rglob("*.py"), *PANEL_FILES]
+    repeats = [str(p.relative_to(REPO)) for p in sources if literal.search(p.read_text(encoding="utf-8"))]
+    assert repeats == ["DVTStaging/DVTStagingLib/core/stages.py"], repeats
+    result = json.loads((LIB / "schemas" / "result.schema.json").read_text())
+    assert tuple(result["$defs"]["stage"]["enum"]) == STAGES
+    assert tuple(result["$defs"]["probabilities"]["required"]) == STAGES
+
+
+def test_no_unsafe_deserialisation_in_the_code():
+    for path in [*LIB.rglob("*.py"), *PANEL_FILES]:
+        text = path.read_text(encoding="utf-8")
+        assert "pickle.load" not in text, path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{path}: {call}"
+
+
+def test_committed_model_cards_name_no_machine_path():
+    for card in (MODULE / "Resources" / "Models").glob("*.json"):
+        text = card.read_text(encoding="utf-8")
+        assert not re.search(r'"/(work|tmp|home|root|Users)/|[A-Za-z]:\\\\', text), card.name
+
+
+def test_the_code_cites_documents_that_exist():
+    """Citations like 'docs/model.md' in docstrings point at files in the repository."""
+    cited = set()
+    for path in [*LIB.rglob("*.py"), *PANEL_FILES, *REPO.glob("Testing/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"DESIGN §\d", text), f"{path.name} cites a design document the repository does not hold"
+        cited |= set(re.findall(r"docs/[\w./-]+\.md", text))
+    assert cited and all((REPO / c).is_file() for c in cited), sorted(c for c in cited if not (REPO / c).is_file())

@@ -10,22 +10,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from DVTStagingLib.annotation import CaseAnnotation, check_stage, read_annotation, study_status, write_annotation
-from DVTStagingLib.errors import InputFileError, UserError
-from DVTStagingLib.requirements_check import NEVER_REPLACE, missing_requirements, read_requirements
-from DVTStagingLib.roi import BoxROI
-from DVTStagingLib.sample_study import ensure_sample_study, sample_image_uri
-from DVTStagingLib.stage_run import (
-    RESULT_SCHEMA,
-    cli_environment,
-    detect_command,
-    read_stage_result,
-    stage_command,
-    write_stage_inputs,
+from DVTStagingLib.core.errors import InputFileError, UserError
+from DVTStagingLib.io.roi import BoxROI
+from DVTStagingLib.io.volume import Volume, read_volume
+from DVTStagingLib.research.annotation import (
+    CaseAnnotation,
+    check_stage,
+    read_annotation,
+    study_status,
+    write_annotation,
 )
-from DVTStagingLib.volume import Volume, read_volume
-from DVTStagingLib.worklist import Worklist, find_studies
+from DVTStagingLib.research.worklist import Worklist, find_studies
+from DVTStagingLib.slicer.dependencies import (
+    FEATURE_PACKAGES,
+    NEVER_REPLACE,
+    TORCH_REQUIREMENTS,
+    missing_requirements,
+    read_requirements,
+    requirements_for,
+)
+from DVTStagingLib.slicer.jobs import cli_environment, detect_command, stage_command, write_stage_inputs
+from DVTStagingLib.slicer.sample_study import ensure_sample_study, sample_image_uri
+from DVTStagingLib.staging.outputs import RESULT_SCHEMA, read_stage_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,3 +177,30 @@ def test_requirements_file_is_checkable_and_leaves_slicer_packages_alone():
     assert missing_requirements(["pytest>=999"]) == ["pytest>=999"]
     with pytest.raises(ValueError, match="Slicer ships"):
         missing_requirements(["numpy>=1"])
+
+
+def test_each_entry_point_needs_a_known_subset_of_the_requirements():
+    path = REPO / "DVTStaging" / "Resources" / "requirements.txt"
+    listed = {r.split(">")[0].split("=")[0].strip().lower() for r in read_requirements(path)}
+    for feature, names in FEATURE_PACKAGES.items():
+        wanted = requirements_for(feature, path)
+        assert {w.split(">")[0].lower() for w in wanted} <= listed
+        if names != "*":
+            assert set(names) <= listed, feature
+    assert requirements_for("stage", path) == read_requirements(path)
+    assert requirements_for("worklist", path) == []
+    with pytest.raises(ValueError, match="unknown feature"):
+        requirements_for("render", path)
+
+
+def test_the_module_asks_for_what_the_package_declares():
+    """pyproject's runtime dependencies = Slicer's own + torch (light-the-torch) + requirements.txt."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    declared = {Requirement(r).name.lower(): str(Requirement(r).specifier)
+                for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    module = {Requirement(r).name.lower(): str(Requirement(r).specifier)
+              for r in [*TORCH_REQUIREMENTS, *read_requirements(REPO / "DVTStaging" / "Resources" / "requirements.txt")]}
+    assert {n: v for n, v in declared.items() if n not in NEVER_REPLACE} == module

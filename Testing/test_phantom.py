@@ -6,15 +6,15 @@ import json
 
 import numpy as np
 import pytest
-
-from DVTStagingLib.dataset import validate_dataset
-from DVTStagingLib.phantom.cues import CUES, STAGES
+from DVTStagingLib.core.stages import STAGES
+from DVTStagingLib.imaging.signal_ratio import thrombus_muscle_ratio
+from DVTStagingLib.io.dataset import validate_dataset
+from DVTStagingLib.io.segmentation import EDEMA, MUSCLE, THROMBUS
+from DVTStagingLib.io.volume import read_volume
+from DVTStagingLib.phantom.cues import CUES
 from DVTStagingLib.phantom.spec import sample_acquisition, sample_subject, sample_thrombus
 from DVTStagingLib.phantom.study import make_study
 from DVTStagingLib.phantom.writer import plan_cases, stage_counts, write_phantom_dataset
-from DVTStagingLib.segmentation import EDEMA, MUSCLE, THROMBUS
-from DVTStagingLib.signal_ratio import thrombus_muscle_ratio
-from DVTStagingLib.volume import read_volume
 
 
 def test_same_seed_same_study_and_other_seed_differs():

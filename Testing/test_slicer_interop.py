@@ -6,12 +6,11 @@ import numpy as np
 import slicer
 import slicerio
 import vtk
+from DVTStagingLib.io.roi import BoxROI, read_rois, write_rois
+from DVTStagingLib.io.segmentation import THROMBUS, TISSUE_SEGMENTS, read_segmentation
+from DVTStagingLib.io.volume import read_volume
 from slicer_app import vtk_errors
 from vtk.util import numpy_support
-
-from DVTStagingLib.roi import BoxROI, read_rois, write_rois
-from DVTStagingLib.segmentation import THROMBUS, TISSUE_SEGMENTS, read_segmentation
-from DVTStagingLib.volume import read_volume
 
 
 def _matrix(vtk_matrix):

@@ -7,19 +7,18 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-from DVTStagingLib.catalog import read_card
-from DVTStagingLib.metrics import binary_auc, macro_f1, staging_metrics
+from DVTStagingLib.imaging.planes import orientation_for
+from DVTStagingLib.io.roi import BoxROI, read_rois, write_rois
+from DVTStagingLib.io.volume import Volume, read_volume, write_volume
+from DVTStagingLib.models.catalog import read_card
+from DVTStagingLib.models.config import InputSpec
 from DVTStagingLib.phantom.study import make_study, thrombus_roi
-from DVTStagingLib.results import validate_result
-from DVTStagingLib.roi import read_rois, write_rois
-from DVTStagingLib.slices import InputSpec, orientation_for, prepare_study
-from DVTStagingLib.volume import Volume, read_volume, write_volume
-
+from DVTStagingLib.staging.results import validate_result
+from DVTStagingLib.staging.slices import prepare_study
+from DVTStagingLib.training.metrics import binary_auc, macro_f1, staging_metrics
 from test_cli import assert_user_error, run_cli
 
 
@@ -36,11 +35,15 @@ def _rotation(axis, degrees):
 def tiny_model(phantom_dataset, tmp_path_factory):
     """A vdpf-tiny model trained for two epochs on the session's phantom dataset (a wiring check, not a stager)."""
     from DVTStagingLib.models.config import VDPF_TINY
-    from DVTStagingLib.train import run_training
+    from DVTStagingLib.training.train import run_training
 
     out = tmp_path_factory.mktemp("run")
     card = run_training(phantom_dataset.root, VDPF_TINY, out, seed=3, epochs=2, model_id="tiny-test", publish=False)
     assert card is not None and card["metrics"]["val"]["n"] >= 1
+    # The card says which dataset trained it, not where that dataset lay on this machine.
+    data = card["training_data"]
+    assert data["folder"] == phantom_dataset.root.name and len(data["dataset_json_sha256"]) == 64
+    assert str(phantom_dataset.root.parent) not in (out / "tiny-test.json").read_text()
     return out / "tiny-test.json"
 
 
@@ -127,6 +130,25 @@ def test_stage_writes_valid_outputs_in_the_input_geometry(tiny_model, oblique_st
     assert_user_error(code, err, "--overwrite")
 
 
+def test_a_study_with_many_rois_gives_a_short_log_and_a_readable_report(tiny_model, oblique_study, tmp_path, capsys):
+    """60 ROIs: one summary line instead of one line (and warning) per ROI; the picture lists a few by name."""
+    truth = read_rois(oblique_study / "roi.mrk.json")[0]
+    rng = np.random.default_rng(1)
+    rois = [BoxROI(f"r{n}", truth.center_ras + rng.normal(0, 10, 3), truth.size_mm, truth.axes_ras)
+            for n in range(60)]
+    rois.append(BoxROI("half-out", truth.center_ras + [0, 0, 400.0], [20, 20, 900.0], truth.axes_ras))
+    write_rois(tmp_path / "many.mrk.json", rois)
+    code, _, err = run_cli(capsys, "stage", oblique_study / "image.nrrd", "--roi", tmp_path / "many.mrk.json",
+                           "--model", tiny_model, "--out", tmp_path / "out", "--device", "cpu")
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("progress:")]
+    assert len(lines) <= 3, lines
+    assert any(ln.startswith("stage: 61 ROIs:") for ln in lines)
+    assert sum("extend beyond the volume" in ln for ln in lines) == 1
+    result = json.loads((tmp_path / "out" / "result.json").read_text(encoding="utf-8"))
+    assert len(result["rois"]) == 61 and (tmp_path / "out" / "report.png").stat().st_size > 10_000
+
+
 def test_a_tampered_weights_file_is_refused(tiny_model, oblique_study, tmp_path, capsys):
     card = json.loads(tiny_model.read_text(encoding="utf-8"))
     shutil.copy(tiny_model, tmp_path / tiny_model.name)
@@ -160,7 +182,7 @@ def test_evaluate_writes_metrics_and_confusion(tiny_model, phantom_dataset, tmp_
 
 def test_training_resumes_from_its_checkpoint(phantom_dataset, tmp_path):
     from DVTStagingLib.models.config import VDPF_TINY
-    from DVTStagingLib.train import run_training
+    from DVTStagingLib.training.train import run_training
 
     run_training(phantom_dataset.root, VDPF_TINY, tmp_path, seed=1, epochs=1, model_id="a", publish=False)
     with pytest.raises(Exception, match="--resume"):

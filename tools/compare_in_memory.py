@@ -24,12 +24,11 @@ for name in ("SimpleITK", "slicerio", "jsonschema"):      # imported by the core
         sys.modules[name] = types.ModuleType(name)
 
 import torch  # noqa: E402
-
-from DVTStagingLib.dataset import CLASSES  # noqa: E402
-from DVTStagingLib.evaluate import comparison_base, comparison_labels, comparison_table, compare_on_bank  # noqa: E402
+from DVTStagingLib.core.stages import STAGES as CLASSES  # noqa: E402
 from DVTStagingLib.phantom.study import make_study  # noqa: E402
 from DVTStagingLib.phantom.writer import plan_cases  # noqa: E402
-from DVTStagingLib.slices import prepare_study  # noqa: E402
+from DVTStagingLib.staging.slices import prepare_study  # noqa: E402
+from DVTStagingLib.training.evaluate import compare_on_bank, comparison_base, comparison_labels, comparison_table  # noqa: E402
 from DVTStagingLib.training.slice_bank import bank_from_items, roi_items  # noqa: E402
 
 ARGS = None

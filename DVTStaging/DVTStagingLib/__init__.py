@@ -1,7 +1,8 @@
 """DVTStaging core: deep vein thrombosis staging on black-blood MR thrombus imaging.
 
-Slicer-free: nothing here imports `slicer` except `mrml_adapter`, which the
-Slicer module uses.  Not for clinical use.
+Subpackages in data-flow order, each importing only those before it:
+core -> io -> imaging -> phantom -> models -> detection -> staging -> training -> research -> slicer;
+`cli` and `demo` sit on top.  Only `slicer` imports Slicer (never Qt).  Not for clinical use.
 """
 
 __version__ = "0.1.0"

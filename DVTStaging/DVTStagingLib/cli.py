@@ -1,4 +1,4 @@
-"""`dvt-staging` command line (DESIGN §6).
+"""`dvt-staging` command line (docs/cli.md).
 
 Exit status: 0 success, 2 bad input or usage (one line on stderr, no
 traceback), 130 cancelled, 1 internal error.  Heavy imports (torch) happen
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import Cancelled, UserError
+from .core.errors import Cancelled, UserError
+from .models.devices import DEVICES
 
 PROG = "dvt-staging"
 
@@ -32,9 +33,9 @@ def _add_common_output(p, default_out):
 # Commands
 # ---------------------------------------------------------------------------
 def cmd_phantom(args) -> int:
+    from .core.progress import status
     from .phantom.preview import measure_case, ratio_statistics, write_preview
     from .phantom.writer import write_phantom_dataset
-    from .progress import status
 
     dataset = write_phantom_dataset(args.out, args.cases, args.seed, workers=args.workers,
                                     overwrite=args.overwrite, normal_fraction=args.normal_fraction)
@@ -49,7 +50,7 @@ def cmd_phantom(args) -> int:
 
 
 def cmd_dataset_validate(args) -> int:
-    from .dataset import validate_dataset
+    from .io.dataset import validate_dataset
 
     problems = validate_dataset(args.root, deep=not args.quick)
     if problems:
@@ -65,7 +66,7 @@ def cmd_dataset_validate(args) -> int:
 def cmd_dataset_stats(args) -> int:
     import json
 
-    from .dataset_tools import dataset_stats, format_stats
+    from .research.dataset_tools import dataset_stats, format_stats
 
     stats = dataset_stats(args.root, with_segments=not args.no_segments)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
@@ -73,7 +74,7 @@ def cmd_dataset_stats(args) -> int:
 
 
 def cmd_dataset_split(args) -> int:
-    from .dataset_tools import format_split, split_dataset
+    from .research.dataset_tools import format_split, split_dataset
 
     dataset = split_dataset(args.root, by=args.by, seed=args.seed, fractions=args.fractions, overwrite=args.overwrite)
     print(format_split(dataset))
@@ -82,7 +83,7 @@ def cmd_dataset_split(args) -> int:
 
 
 def cmd_dataset_export(args) -> int:
-    from .export import export_cases, read_study_folder
+    from .research.export import export_cases, read_study_folder
 
     studies = [read_study_folder(folder, args.image_name) for folder in args.studies]
     dataset = export_cases(studies, args.out, keep_identifiers=args.keep_identifiers, overwrite=args.overwrite)
@@ -91,7 +92,7 @@ def cmd_dataset_export(args) -> int:
 
 
 def cmd_dataset_nnunet(args) -> int:
-    from .export import export_nnunet
+    from .research.export import export_nnunet
 
     doc = export_nnunet(args.root, args.out, overwrite=args.overwrite)
     print(f"{args.out}: nnU-Net raw dataset with {doc['numTraining']} cases")
@@ -99,7 +100,7 @@ def cmd_dataset_nnunet(args) -> int:
 
 
 def cmd_stage(args) -> int:
-    from .pipeline import stage_study
+    from .staging.pipeline import stage_study
 
     stage_study(args.input, args.out, roi_path=args.roi, auto_roi=args.auto_roi, model=args.model,
                 device=args.device, overwrite=args.overwrite)
@@ -108,7 +109,7 @@ def cmd_stage(args) -> int:
 
 def cmd_train(args) -> int:
     from .models.config import load_config
-    from .train import run_training
+    from .training.train import run_training
 
     run_training(args.data, load_config(args.config), args.out, seed=args.seed, device=args.device,
                  resume=args.resume, model_id=args.model_id, publish=not args.no_publish, epochs=args.epochs)
@@ -116,7 +117,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import compare, evaluate_model
+    from .training.evaluate import compare, evaluate_model
 
     if args.compare:
         compare(args.data, args.out, base=args.config, epochs=args.epochs, seed=args.seed, device=args.device,
@@ -127,7 +128,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import run_benchmark
+    from .staging.benchmark import run_benchmark
 
     if args.repeats < 1:
         raise UserError("--repeats must be at least 1")
@@ -152,7 +153,7 @@ def cmd_train_detector(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .pipeline import run_demo
+    from .demo import run_demo
 
     run_demo(args.out, seed=args.seed, model=args.model, device=args.device, overwrite=args.overwrite,
              true_roi=args.true_roi)
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_output(p, "dvt-demo")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--true-roi", action="store_true", help="stage the phantom's true ROI instead of detecting it")
     p.set_defaults(handler=cmd_demo)
 
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", type=Path, help="Slicer markups JSON with the thrombus ROI(s)")
     p.add_argument("--auto-roi", action="store_true", help="detect thrombus ROIs automatically")
     p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     _add_common_output(p, "dvt-stage")
     p.set_defaults(handler=cmd_stage)
 
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, weights, model card")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the config's epoch count")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--model-id", default=None, help="catalogue id of the trained model (default: config + time)")
     p.add_argument("--no-publish", action="store_true", help="don't add the model to the user catalogue")
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--compare", action="store_true",
                    help="train and score the VDPF ablations and the crop baselines on the same split")
     p.add_argument("--config", default="vdpf-small", help="base config of the comparison")
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="slice pairs/s and FLOP/s against the measured matmul peak")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_benchmark)
@@ -219,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="find thrombus ROIs in a study (2.5D detector)")
     p.add_argument("input", type=Path, help="volume file (NRRD, NIfTI, MHA, ...) or DICOM series folder")
     p.add_argument("--model", default=None, help="detector catalogue id or model card JSON (default: bundled)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--segmentation", action="store_true", help="also write thrombus.seg.nrrd (detected thrombus)")
     _add_common_output(p, "dvt-detect")
     p.set_defaults(handler=cmd_detect)
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=200)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--model-id", default="detector-phantom", help="catalogue id of the trained detector")
     p.set_defaults(handler=cmd_train_detector)
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from ..volume import Volume
+from ..io.volume import Volume
 from .detector import detect_rois, load_detector
 
 BENCHMARK_SEED = 7      # a phantom study with a thrombus, so the linking has work to do

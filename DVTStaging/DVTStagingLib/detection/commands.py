@@ -5,23 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import UserError
-from ..progress import status
+from ..core.errors import UserError
+from ..core.progress import status
 
 DETECT_OUTPUTS = ("rois.mrk.json", "detections.json", "thrombus.seg.nrrd")
 
 
 def detect_study(input_path, out, model=None, device="auto", overwrite=False, segmentation=False):
     """Detect thrombus ROIs in one study and write rois.mrk.json, detections.json (and thrombus.seg.nrrd)."""
-    from ..pipeline import check_image_content, prepare_output
-    from ..roi import write_rois
-    from ..segmentation import THROMBUS, THROMBUS_SEGMENT, write_segmentation
-    from ..volume import read_volume
-    from .detector import detect_rois
+    from ..core.files import prepare_output
+    from ..io.roi import write_rois
+    from ..io.volume import check_image_content, read_volume
+    from ..models.catalog import resolve, verify_weights
 
     volume = read_volume(Path(input_path))
     check_image_content(volume, str(input_path))
+    verify_weights(resolve(model, "detector"))
     out = prepare_output(Path(out), overwrite, names=DETECT_OUTPUTS)
+    # The network loads only now: a wrong input or a tampered model is refused without paying for torch.
+    from ..io.segmentation import THROMBUS, THROMBUS_SEGMENT, write_segmentation
+    from .detector import detect_rois
+
     result = detect_rois(volume, model=model, device=device, progress=True, keep_probability=segmentation)
     write_rois(out / "rois.mrk.json", result.rois)
     doc = result.to_json(volume)
@@ -44,11 +48,10 @@ def detect_study(input_path, out, model=None, device="auto", overwrite=False, se
 def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_per_epoch=200, batch=16,
                            model_id="detector-phantom"):
     """Train from a dataset folder (train split), select on val, report on test; write weights and card to out."""
-    import torch
 
-    from ..dataset import load_dataset
-    from ..progress import Progress
-    from ..devices import resolve_device
+    from ..core.progress import Progress
+    from ..io.dataset import load_dataset
+    from ..models.devices import resolve_device
     from .studies import load_case_study
     from .training import TrainingConfig, train_and_save
     from .view import DetectorInput
@@ -73,11 +76,7 @@ def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_pe
             prepared[name].append(load_case_study(dataset, case, spec))
             bar.update()
     config = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch, seed=seed)
-    source = dataset.meta.get("source", {})
-    training_data = {"dataset": dataset.meta.get("name", str(data)), "path": str(data),
-                     "generator": source.get("generator"), "cases": len(dataset.cases), "seed": source.get("seed"),
-                     "normal_fraction": source.get("normal_fraction"),
-                     **{name: len(cases) for name, cases in splits.items()}}
+    training_data = dataset.provenance()
     entry, test_metrics = train_and_save(prepared["train"], prepared["val"], prepared["test"], spec, config,
                                          torch_device, out, model_id, training_data)
     status(f"train-detector: wrote {entry.card_path} (weights sha256 {entry.card['sha256'][:12]}…)")

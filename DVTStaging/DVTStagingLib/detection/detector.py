@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .. import catalog
-from ..devices import resolve_device
-from ..errors import UserError
-from ..progress import Progress
-from ..roi import BoxROI
-from ..volume import Volume
+from ..core.errors import UserError
+from ..core.progress import Progress
+from ..io.roi import BoxROI
+from ..io.volume import Volume
+from ..models import catalog
+from ..models.devices import resolve_device
 from .linking import SliceBox, Track, link_boxes, merge_overlapping, slice_boxes
 from .network import DEFAULT_CONFIG, build_network, for_inference
 from .view import DetectorInput, DetectorView, prepare_view

@@ -19,10 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..progress import Progress
-from .detector import (CANDIDATE_FLOOR, DetectedObject, Detector, PostProcess, load_detector,
-                       objects_from_boxes, padded_extent, probability_maps, roi_of, select_rois,
-                       slice_boxes_in_view)
+from ..core.progress import Progress
+from .detector import (
+    CANDIDATE_FLOOR,
+    DetectedObject,
+    Detector,
+    PostProcess,
+    load_detector,
+    objects_from_boxes,
+    padded_extent,
+    probability_maps,
+    roi_of,
+    select_rois,
+    slice_boxes_in_view,
+)
 from .linking import SliceBox, box_iou
 from .studies import PreparedStudy, load_case_study
 
@@ -303,5 +313,5 @@ def evaluate_detection(dataset, cases, model=None, device="auto", out_dir=None, 
     metrics["model"] = {"id": detector.model_id, "sha256": detector.sha256}
     metrics["cases"] = per_case
     if out_dir is not None:
-        metrics["froc_png"] = str(write_froc(outcomes, Path(out_dir) / "froc.png", detector.post.roi_threshold))
+        metrics["froc_png"] = write_froc(outcomes, Path(out_dir) / "froc.png", detector.post.roi_threshold).name
     return {"metrics": metrics, "rois": rois}

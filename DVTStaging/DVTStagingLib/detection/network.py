@@ -55,7 +55,7 @@ class ThrombusUNet(nn.Module):
 def build_network(config: dict) -> ThrombusUNet:
     cfg = dict(DEFAULT_CONFIG, **(config or {}))
     if cfg["architecture"] != "unet2d":
-        from ..errors import UserError
+        from ..core.errors import UserError
 
         raise UserError(f"unknown detector architecture '{cfg['architecture']}' (this version knows unet2d)")
     return ThrombusUNet(int(cfg["in_channels"]), int(cfg["base_channels"]), int(cfg["depth"]))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import UserError
-from ..roi import BoxROI, read_rois
-from ..segmentation import read_segmentation
-from ..volume import Volume, read_volume
+from ..core.errors import UserError
+from ..io.roi import BoxROI, read_rois
+from ..io.segmentation import read_segmentation
+from ..io.volume import Volume, read_volume
 from .linking import SliceBox, slice_boxes
 from .view import DetectorInput, DetectorView, prepare_view, resample_mask
 

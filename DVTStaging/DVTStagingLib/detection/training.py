@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
-from ..progress import Progress, status
+from ..core.errors import UserError
+from ..core.progress import Progress, status
 from .detector import Detector, PostProcess
 from .evaluation import analyse_study, choose_roi_threshold, detection_metrics
 from .network import DEFAULT_CONFIG, build_network
@@ -234,7 +234,7 @@ def train_and_save(train: list[PreparedStudy], val: list[PreparedStudy], test: l
     """Train, select on validation, measure on test, and write weights + model card + FROC into out_dir."""
     from pathlib import Path
 
-    from .. import catalog
+    from ..models import catalog
     from .evaluation import write_froc
 
     trained = train_detector(train, val, spec, config, device, progress=progress)

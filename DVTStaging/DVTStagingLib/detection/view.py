@@ -1,7 +1,7 @@
 """A study as the detector sees it: axial slices at a fixed pixel size, three neighbours per input.
 
 The volume is only transposed and flipped into the patient plane closest to
-axial (`slices.orientation_for`), never interpolated across slices, so each
+axial (`imaging.planes.orientation_for`), never interpolated across slices, so each
 input is one stored slice with the slices above and below as its other two
 channels (the paper's 2.5D input).  In-plane, slices are resampled to
 `pixel_mm` so that a vein has the same size in pixels whatever the scanner's
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
-from ..slices import PLANES, InputSpec, Orientation, intensity_scale, orientation_for
-from ..volume import Volume
+from ..core.errors import UserError
+from ..imaging.planes import PLANES, Orientation, intensity_scale, orientation_for
+from ..io.volume import Volume
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,7 @@ def resample_planes(view: np.ndarray, size: tuple[int, int], stride: int, mode: 
 
 def prepare_view(volume: Volume, spec: DetectorInput) -> DetectorView:
     orientation = orientation_for(volume, spec.plane)
-    low, high = intensity_scale(volume.array, InputSpec(low_percentile=spec.low_percentile,
-                                                        high_percentile=spec.high_percentile))
+    low, high = intensity_scale(volume.array, spec.low_percentile, spec.high_percentile)
     view = orientation.apply(volume.array).astype(np.float32)
     scaled = np.clip((view - low) / (high - low), 0.0, spec.clip_max)
     size = _resampled_size(view.shape[1], view.shape[2], orientation.spacing[1], orientation.spacing[2], spec.pixel_mm)

@@ -1,21 +1,5 @@
-"""Networks: VDPF (with its ablations) and the paper's baselines, built from a ModelConfig."""
+"""Networks and their weights: VDPF (with its ablations), the paper's baselines, configurations, the catalogue.
 
-from __future__ import annotations
-
-import torch.nn as nn
-
-from .config import ModelConfig
-
-
-def build_model(cfg: ModelConfig) -> nn.Module:
-    if cfg.architecture == "vdpf":
-        from .vdpf import VDPF
-
-        return VDPF(cfg)
-    from .baselines import CropClassifier
-
-    return CropClassifier(cfg)
-
-
-def uses_crops(model: nn.Module) -> bool:
-    return bool(getattr(model, "uses_crops", False))
+Importing this package imports no torch: `config` and `catalog` are read by
+the Slicer panel, which runs without the model libraries.
+"""

@@ -6,13 +6,36 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import UserError
-from ..slices import InputSpec
+from ..core.errors import UserError
+from ..imaging.planes import PLANES
 
 FEATURES = ("global_self", "local_self", "cross")
 FUSIONS = ("fffn", "coord", "none")
 CROSS_ORDERS = ("local_to_global", "global_to_local")
 ARCHITECTURES = ("vdpf", "resnet50", "vit", "efficientnet_b0")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a study becomes model input; stored in the model card."""
+
+    size: int = 112
+    plane: str = "axial"
+    low_percentile: float = 1.0
+    high_percentile: float = 99.5
+    clip_max: float = 2.0
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "plane": self.plane, "low_percentile": self.low_percentile,
+                "high_percentile": self.high_percentile, "clip_max": self.clip_max,
+                "channels": 1, "scaling": "per-study percentiles: low -> 0, high -> 1, clipped to [0, clip_max]"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputSpec":
+        if data.get("plane", "axial") not in PLANES:
+            raise UserError(f"unknown slice plane '{data.get('plane')}' (use {', '.join(PLANES)})")
+        return cls(int(data.get("size", 112)), data.get("plane", "axial"), float(data.get("low_percentile", 1.0)),
+                   float(data.get("high_percentile", 99.5)), float(data.get("clip_max", 2.0)))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The clinical cues of each DVT stage, as the phantom draws them (DESIGN §4).
+"""The clinical cues of each DVT stage, as the phantom draws them (docs/phantom.md).
 
 Every number is a property of the thrombus or its surroundings relative to
 the same study's muscle, so absolute intensity carries no stage information.
@@ -13,8 +13,6 @@ wall thickening, webs, a shrunken vein and collaterals in chronic DVT.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-STAGES = ("acute", "subacute", "chronic")
 
 # Case mix of the VDPF paper (Table 1, by cases).
 STAGE_PRIOR = {"acute": 0.19, "subacute": 0.60, "chronic": 0.21}

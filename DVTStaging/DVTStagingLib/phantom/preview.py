@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..roi import read_rois
-from ..segmentation import MUSCLE, THROMBUS, read_segmentation
-from ..signal_ratio import thrombus_muscle_ratio
-from ..views import display_window, slice_view
-from ..volume import read_volume
-from .cues import STAGES
+from ..core.stages import STAGES
+from ..imaging.display import display_window, slice_view
+from ..imaging.signal_ratio import thrombus_muscle_ratio
+from ..io.dataset import Dataset
+from ..io.roi import read_rois
+from ..io.segmentation import MUSCLE, THROMBUS, read_segmentation
+from ..io.volume import read_volume
 
 
 def measure_case(dataset: Dataset, case) -> list[dict]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..segmentation import ARTERY, BONE, EDEMA, FAT, MUSCLE, SKIN, THROMBUS, VEIN, VEIN_WALL
+from ..io.segmentation import ARTERY, BONE, EDEMA, FAT, MUSCLE, SKIN, THROMBUS, VEIN, VEIN_WALL
 from .spec import THIGH_LENGTH, CaseSpec, LegSpec, SubjectSpec, ThrombusSpec
 
 F = np.float32

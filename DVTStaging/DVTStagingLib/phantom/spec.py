@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .cues import CUES, STAGES
+from ..core.stages import STAGES
+from .cues import CUES
 
 THIGH_LENGTH = 360.0
 

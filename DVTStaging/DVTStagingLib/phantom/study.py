@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..roi import BoxROI
-from ..volume import Volume
+from ..io.roi import BoxROI
+from ..io.volume import Volume
 from .render import render
 from .scanner import acquire
 from .spec import sample_case

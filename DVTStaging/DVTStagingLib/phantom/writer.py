@@ -1,4 +1,4 @@
-"""Write a labeled phantom dataset (dataset format of DESIGN §5), in parallel and deterministically."""
+"""Write a labeled phantom dataset (docs/dataset-format.md), in parallel and deterministically."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..dataset import CLASSES, Case, Dataset, stratified_splits, write_dataset_json
-from ..errors import UserError
-from ..progress import Progress
-from ..roi import write_rois
-from ..segmentation import write_segmentation
-from ..volume import write_volume
-from .cues import STAGE_PRIOR, STAGES
+from ..core.errors import UserError
+from ..core.progress import Progress
+from ..core.stages import STAGES
+from ..io.dataset import CLASSES, Case, Dataset, stratified_splits, write_dataset_json
+from ..io.roi import write_rois
+from ..io.segmentation import write_segmentation
+from ..io.volume import write_volume
+from .cues import STAGE_PRIOR
 from .study import PhantomStudy, make_study
 
 BILATERAL_FRACTION = 0.2     # studies with a thrombus in each leg

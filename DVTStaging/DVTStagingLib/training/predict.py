@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..models import uses_crops
+from ..models.build import uses_crops
 from .slice_bank import SliceBank
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dataset import Case, Dataset
-from ..progress import Progress
-from ..roi import read_rois
-from ..slices import InputSpec, lesion_crops, prepare_study, slice_pairs
-from ..volume import read_volume
+from ..core.progress import Progress
+from ..io.dataset import Case, Dataset
+from ..io.roi import read_rois
+from ..io.volume import read_volume
+from ..models.config import InputSpec
+from ..staging.slices import lesion_crops, prepare_study, slice_pairs
 
 IMAGE_SCALE = 100.0
 MAX_SLICES_PER_ROI = 48     # evenly spaced; long thrombi would otherwise dominate training

@@ -1,0 +1,1 @@
+"""Files in and out: volumes with exact geometry, ROIs, segmentations, the dataset format, DICOM outputs."""

@@ -1,0 +1,170 @@
+"""The annotator's worklist: the studies of a folder (or DICOM database), each with its status.
+
+Status runs new -> staged -> labeled -> reviewed (see `annotation.study_status`).
+What was done to a study is kept beside it, in `<folder>/.dvt-staging/`:
+`cases/<study>/annotation.json` (labels, reviewed, notes), the ROIs and the
+staging result, so labels go with the case and survive closing the scene.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import InputFileError, UserError
+from ..io.dataset import STATUSES
+from ..io.roi import BoxROI, write_rois
+from ..io.volume import is_dicom_file
+from .annotation import CaseAnnotation, read_annotation, write_annotation
+
+STATE_FOLDER = ".dvt-staging"
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+# Files that sit beside studies but are not studies: our outputs, segmentations, labelmaps.
+NOT_A_STUDY = re.compile(r"(^attention.*\.nrrd$|\.seg\.nrrd$|(^|[-_.])label(map)?s?\.|^tissues\.)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    id: str            # stable key: path relative to the worklist folder, or a DICOM series UID
+    name: str          # what the panel shows
+    path: Path | None  # a volume file or DICOM folder; None for DICOM-database series
+    kind: str = "file"  # "file", "dicom-folder" or "dicom-series"
+
+
+def _is_volume_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(VOLUME_SUFFIXES) and not NOT_A_STUDY.search(name)
+
+
+def _has_dicom(folder: Path) -> bool:
+    return any(p.is_file() and (p.suffix.lower() == ".dcm" or is_dicom_file(p)) for p in folder.iterdir())
+
+
+def find_studies(folder) -> list[StudyEntry]:
+    """Volume files and DICOM series folders under `folder` (hidden folders skipped), in path order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputFileError(f"worklist folder {root} does not exist")
+    entries: list[StudyEntry] = []
+
+    def visit(current: Path):
+        children = sorted(current.iterdir())
+        if current != root and _has_dicom(current):
+            rel = current.relative_to(root).as_posix()
+            entries.append(StudyEntry(rel, rel, current, "dicom-folder"))
+            return
+        for child in children:
+            if child.name.startswith("."):
+                continue
+            if child.is_dir():
+                visit(child)
+            elif _is_volume_file(child):
+                rel = child.relative_to(root).as_posix()
+                entries.append(StudyEntry(rel, rel, child, "file"))
+
+    visit(root)
+    return entries
+
+
+def _case_key(study_id: str) -> str:
+    """A folder name for a study id: readable, unique (hash suffix), no path separators."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", study_id).strip("._")[:60] or "study"
+    return f"{readable}-{hashlib.sha1(study_id.encode('utf-8')).hexdigest()[:8]}"
+
+
+class Worklist:
+    """Ordered studies, a current position and each study's saved annotation."""
+
+    def __init__(self, entries: list[StudyEntry], state_root):
+        self.entries = list(entries)
+        self.state_root = Path(state_root)
+        self.index = 0 if self.entries else -1
+
+    @classmethod
+    def from_folder(cls, folder) -> "Worklist":
+        entries = find_studies(folder)
+        if not entries:
+            raise UserError(f"{folder} holds no studies (volume files or DICOM series folders)")
+        return cls(entries, Path(folder) / STATE_FOLDER)
+
+    # -- position ------------------------------------------------------------------------
+    @property
+    def current(self) -> StudyEntry | None:
+        return self.entries[self.index] if 0 <= self.index < len(self.entries) else None
+
+    def go_to(self, study_id: str) -> StudyEntry:
+        for n, entry in enumerate(self.entries):
+            if entry.id == study_id:
+                self.index = n
+                return entry
+        raise KeyError(f"study {study_id} is not in the worklist")
+
+    def next(self) -> StudyEntry | None:
+        """The following study (None at the end; the position stays)."""
+        if self.index + 1 >= len(self.entries):
+            return None
+        self.index += 1
+        return self.current
+
+    def previous(self) -> StudyEntry | None:
+        if self.index <= 0:
+            return None
+        self.index -= 1
+        return self.current
+
+    def next_unfinished(self) -> StudyEntry | None:
+        """The first study after the current one (wrapping) that is not reviewed yet."""
+        n = len(self.entries)
+        for step in range(1, n + 1):
+            candidate = (self.index + step) % n
+            if self.status(self.entries[candidate]) != "reviewed":
+                self.index = candidate
+                return self.current
+        return None
+
+    # -- saved state ---------------------------------------------------------------------
+    def case_folder(self, entry: StudyEntry) -> Path:
+        return self.state_root / "cases" / _case_key(entry.id)
+
+    def annotation(self, entry: StudyEntry) -> CaseAnnotation:
+        path = self.case_folder(entry) / "annotation.json"
+        return read_annotation(path) if path.is_file() else CaseAnnotation()
+
+    def status(self, entry: StudyEntry) -> str:
+        try:
+            return self.annotation(entry).status
+        except InputFileError:
+            return "new"    # a damaged label file must not hide the study; saving again repairs it
+
+    def statuses(self) -> list[tuple[StudyEntry, str]]:
+        return [(e, self.status(e)) for e in self.entries]
+
+    def counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        for _, status in self.statuses():
+            counts[status] += 1
+        return counts
+
+    def save(self, entry: StudyEntry, annotation: CaseAnnotation, rois: list[BoxROI] | None = None,
+             result_folder=None) -> Path:
+        """Keep the study's labels (and ROIs, staging result) beside it; returns the case folder."""
+        folder = self.case_folder(entry)
+        folder.mkdir(parents=True, exist_ok=True)
+        if rois is not None:
+            if rois:
+                write_rois(folder / "rois.mrk.json", rois)
+            else:
+                (folder / "rois.mrk.json").unlink(missing_ok=True)   # the annotator deleted them all
+        if result_folder is not None:
+            for name in ("result.json", "report.png"):
+                if (Path(result_folder) / name).is_file():
+                    shutil.copyfile(Path(result_folder) / name, folder / name)
+        write_annotation(folder / "annotation.json", annotation)
+        return folder
+
+    def saved_rois(self, entry: StudyEntry) -> Path | None:
+        path = self.case_folder(entry) / "rois.mrk.json"
+        return path if path.is_file() else None

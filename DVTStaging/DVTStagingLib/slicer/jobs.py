@@ -1,0 +1,189 @@
+"""Background staging and detection jobs of the Slicer module: job folder, CLI command, life cycle.
+
+The module never imports the model: a job writes the study and its ROIs into
+a job folder, runs `dvt-staging stage|detect` in its own process (Cancel kills
+the process tree, the GUI never waits on it) and hands the output folder back.
+MRML-free: the Logic turns node IDs into nodes and outputs into nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..io.roi import BoxROI, write_rois
+from ..io.volume import Volume, write_volume
+from ..models.devices import DEVICES
+from .background import BackgroundProcess
+
+INPUT_IMAGE = "input.nrrd"
+INPUT_ROIS = "input-rois.mrk.json"
+OUTPUT_FOLDER = "out"
+CANCELLED = "Cancelled."
+CANCELLED_BY_CLOSE = "Cancelled: the study was closed."
+
+
+def new_job_folder(parent: str | os.PathLike | None = None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="dvt-staging-", dir=parent))
+
+
+def write_stage_inputs(folder: Path, volume: Volume, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
+    """The study (exact geometry) and its ROIs as the CLI reads them."""
+    folder = Path(folder)
+    image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
+    roi_path = write_rois(folder / INPUT_ROIS, rois) if rois else None
+    return image, roi_path
+
+
+def cli_prefix(python: str | None = None) -> list[str]:
+    """`python -m DVTStagingLib` (the package's __main__ runs the CLI); in Slicer python is PythonSlicer."""
+    return [python or sys.executable, "-m", "DVTStagingLib"]
+
+
+def slicer_python() -> str:
+    """Slicer's own Python for child processes (PythonSlicer is on PATH inside Slicer); elsewhere this one."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def _check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}")
+
+
+def stage_command(image, out, roi=None, auto_roi: bool = False, model: str | None = None, device: str = "auto",
+                  prefix: list[str] | None = None) -> list[str]:
+    """`dvt-staging stage ...`; `prefix` is how to start the CLI (default `cli_prefix()`)."""
+    if roi is None and not auto_roi:
+        raise ValueError("stage needs ROIs: give roi or auto_roi=True")
+    if roi is not None and auto_roi:
+        raise ValueError("give roi or auto_roi=True, not both")
+    _check_device(device)
+    argv = list(prefix or cli_prefix()) + ["stage", str(image)]
+    argv += ["--auto-roi"] if roi is None else ["--roi", str(roi)]
+    argv += ["--out", str(out), "--device", device]   # a fresh folder: no --overwrite needed
+    if model:
+        argv += ["--model", str(model)]
+    return argv
+
+
+def detect_command(image, out, device: str = "auto", prefix: list[str] | None = None) -> list[str]:
+    _check_device(device)
+    return list(prefix or cli_prefix()) + ["detect", str(image), "--out", str(out), "--device", device]
+
+
+def cli_environment(base: dict | None = None) -> dict:
+    """Environment for the child: it must find DVTStagingLib even where it is not installed (Slicer)."""
+    env = dict(os.environ if base is None else base)
+    module_dir = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([module_dir] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.setdefault("PYTHONUNBUFFERED", "1")   # progress lines arrive as they are written
+    return env
+
+
+@dataclass
+class Job:
+    """One background run: what it was started for (node IDs, not nodes: the scene may close meanwhile)."""
+
+    kind: str                         # "stage" or "detect"
+    process: BackgroundProcess
+    folder: Path                      # inputs and outputs; removed by `JobRunner.cleanup`
+    volume_node_id: str
+    roi_node_ids: list[str] = field(default_factory=list)   # in the order the CLI stages them (empty: auto ROIs)
+    on_progress: Callable | None = None
+    on_finished: Callable | None = None
+    closed_scene: bool = False
+
+    @property
+    def out_folder(self) -> Path:
+        return self.folder / OUTPUT_FOLDER
+
+    def error(self) -> str | None:
+        """None for a run that ended well, else what to tell the user."""
+        if self.closed_scene:
+            return CANCELLED_BY_CLOSE
+        if self.process.cancelled:
+            return CANCELLED
+        if self.process.returncode != 0:
+            return self.process.error_message()
+        return None
+
+
+class JobRunner:
+    """At most one job at a time; polled from the GUI thread (a Qt timer), or waited for (scripts, tests)."""
+
+    def __init__(self):
+        self.job: Job | None = None
+        self.command_prefix: list[str] | None = None   # how to start the CLI; None: Slicer's Python -m DVTStagingLib
+        self.job_parent_folder: str | None = None      # where job folders go; None: the system temp folder
+        self._folders: list[Path] = []
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def _prefix(self) -> list[str]:
+        return self.command_prefix or cli_prefix(slicer_python())
+
+    def start(self, kind: str, volume: Volume, rois: list[BoxROI] | None, volume_node_id: str,
+              roi_node_ids: list[str], model: str | None = None, device: str = "auto",
+              on_progress=None, on_finished=None) -> Job:
+        """Write the inputs, start `dvt-staging stage` (ROIs given, or None: detect them) or `detect`."""
+        if self.job is not None:
+            raise RuntimeError("A run is in progress; cancel it first.")
+        folder = new_job_folder(self.job_parent_folder)
+        self._folders.append(folder)
+        image, roi_path = write_stage_inputs(folder, volume, rois if kind == "stage" else None)
+        out = folder / OUTPUT_FOLDER
+        if kind == "stage":
+            argv = stage_command(image, out, roi=roi_path, auto_roi=roi_path is None, model=model, device=device,
+                                 prefix=self._prefix())
+        else:
+            argv = detect_command(image, out, device=device, prefix=self._prefix())
+        process = BackgroundProcess(argv, env=cli_environment()).start()
+        self.job = Job(kind, process, folder, volume_node_id, list(roi_node_ids), on_progress, on_finished)
+        return self.job
+
+    def poll(self) -> Job | None:
+        """Forward progress; the job once it has ended (then no job runs any more), else None."""
+        job = self.job
+        if job is None:
+            return None
+        job.process.poll(on_progress=job.on_progress)
+        if not job.process.finished:
+            return None
+        self.job = None
+        job.process.poll(on_progress=job.on_progress)
+        return job
+
+    def cancel(self, closed_scene: bool = False) -> Job | None:
+        """Stop the running job's whole process tree (within a second); the stopped job, or None."""
+        job = self.job
+        if job is None:
+            return None
+        job.closed_scene = job.closed_scene or closed_scene
+        job.process.cancel()
+        self.job = None
+        job.process.poll(on_progress=job.on_progress)
+        return job
+
+    def wait(self, timeout: float | None = None) -> Job:
+        """The synchronous path: run the current job to its end (on timeout it is cancelled, and raises)."""
+        job = self.job
+        try:
+            job.process.wait(timeout=timeout, on_progress=job.on_progress)
+        except TimeoutError:
+            self.cancel()
+            raise
+        return self.poll() or job
+
+    def cleanup(self) -> None:
+        """Cancel what runs and remove the job folders (inputs, outputs) of this runner."""
+        self.cancel()
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._folders = []

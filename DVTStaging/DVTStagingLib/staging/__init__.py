@@ -1,0 +1,1 @@
+"""Staging a study: slice pairs, the model run, attention maps, result.json, the report, the `stage` job."""

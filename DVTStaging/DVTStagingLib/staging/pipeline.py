@@ -1,0 +1,131 @@
+"""The `stage` job: inputs checked (before any model library is imported), ROIs found or read, model run,
+files written."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..core.errors import UserError
+from ..core.files import prepare_output
+from ..core.progress import status
+from ..io.roi import BoxROI, read_rois, roi_names_unique, write_rois
+from ..io.volume import Volume, check_image_content, read_volume
+from ..models.catalog import resolve, verify_weights
+from .outputs import ATTENTION_FILES, REPORT_FILE, RESULT_FILE, ROIS_FILE, STAGE_OUTPUTS
+
+STATUS_LINES_PER_ROI_UP_TO = 10   # past this many ROIs, one summary line instead of one line each
+
+
+def load_rois_for(volume: Volume, roi_path: Path) -> list[BoxROI]:
+    rois = roi_names_unique(read_rois(roi_path))
+    outside = [r.name for r in rois if r.fraction_inside(volume) <= 0]
+    if outside:
+        raise UserError(f"ROI '{outside[0]}' in {roi_path} lies outside the volume"
+                        + (f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""))
+    partial = [r.name for r in rois if r.fraction_inside(volume) < 0.999]
+    if partial:
+        status(f"warning: {len(partial)} ROI(s) extend beyond the volume ({', '.join(partial[:3])}"
+               f"{', ...' if len(partial) > 3 else ''}); only their inside part is used")
+    return rois
+
+
+def load_stage_inputs(input_path: Path, roi_path: Path | None, auto_roi: bool) -> tuple[Volume, list[BoxROI] | None]:
+    """Read and check the study and its ROIs (None: ROIs are to be detected)."""
+    if roi_path is not None and auto_roi:
+        raise UserError("give either --roi or --auto-roi, not both")
+    if roi_path is None and not auto_roi:
+        raise UserError("no thrombus ROI: give --roi FILE.mrk.json or --auto-roi")
+    volume = read_volume(input_path)
+    check_image_content(volume, str(input_path))
+    rois = load_rois_for(volume, Path(roi_path)) if roi_path is not None else None
+    return volume, rois
+
+
+def detect_for_staging(volume: Volume, device: str):
+    """ROIs from the bundled detector, with their scores."""
+    from ..detection.detector import detect_rois
+
+    found = detect_rois(volume, device=device)
+    if found.warning:
+        status(f"detect: {found.warning}")
+    return list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)}
+
+
+def _report_stages(result: dict) -> None:
+    rois = result["rois"]
+    if len(rois) <= STATUS_LINES_PER_ROI_UP_TO:
+        for r in rois:
+            probs = ", ".join(f"{c} {p:.2f}" for c, p in r["probabilities"].items())
+            status(f"stage: {r['name']}: {r['stage']} ({probs})")
+        return
+    counts = {}
+    for r in rois:
+        counts[r["stage"]] = counts.get(r["stage"], 0) + 1
+    status(f"stage: {len(rois)} ROIs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" (per ROI: {RESULT_FILE})")
+
+
+def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, device="auto", overwrite=False,
+                cancel=None, rois: list[BoxROI] | None = None, volume: Volume | None = None) -> dict | None:
+    """Stage every ROI of a study and write the outputs of `outputs.STAGE_OUTPUTS` into `out`.
+
+    Returns result.json's content (None when auto-detection finds no thrombus).  `rois`/`volume` let a
+    caller (the demo) pass what it already holds.
+    """
+    timings = {}
+    started = time.perf_counter()
+    if volume is None:
+        volume, rois = load_stage_inputs(Path(input_path), roi_path, auto_roi)
+    timings["read_input"] = time.perf_counter() - started
+    entry = resolve(model, "staging")
+    verify_weights(entry)
+    if rois is None:
+        verify_weights(resolve(None, "detector"))
+    out = prepare_output(Path(out), overwrite, names=STAGE_OUTPUTS)
+    # The model libraries load only now: a wrong input or a tampered model is refused without paying for them.
+    from ..io.volume import write_volume
+    from .attention import attention_volume
+    from .inference import Stager
+    from .report import write_report
+    from .results import build_result, write_result
+
+    t = time.perf_counter()
+    stager = Stager(entry, device)
+    timings["load_model"] = time.perf_counter() - t
+    scores = None
+    if rois is None:
+        t = time.perf_counter()
+        rois, scores = detect_for_staging(volume, device)
+        timings["detect"] = time.perf_counter() - t
+        write_rois(out / ROIS_FILE, rois)
+        if not rois:
+            status(f"stage: no thrombus found by auto-detection; nothing to stage ({ROIS_FILE} is empty)")
+            return None
+    t = time.perf_counter()
+    study, results = stager.stage(volume, rois, cancel=cancel)
+    timings["stage"] = time.perf_counter() - t
+    t = time.perf_counter()
+    overlays = {which: attention_volume(study, results, which) for which in ATTENTION_FILES}
+    for which, name in ATTENTION_FILES.items():
+        write_volume(overlays[which], out / name)
+    write_rois(out / ROIS_FILE, rois)
+    timings["overlays"] = time.perf_counter() - t
+    result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
+                          timings, scores)
+    result["outputs"] = {"attention": ATTENTION_FILES["local-to-global"],
+                         "attention_global_to_local": ATTENTION_FILES["global-to-local"],
+                         "rois": ROIS_FILE, "report": REPORT_FILE}
+    t = time.perf_counter()
+    write_report(out / REPORT_FILE, study, results, stager.classes, overlays["local-to-global"], result)
+    result["timings"]["report"] = round(time.perf_counter() - t, 4)
+    if volume.metadata.get("source_format") == "dicom":   # SEG + SR for PACS, listed before result.json is written
+        from ..io.dicom_outputs import write_dicom_outputs
+
+        t = time.perf_counter()
+        result["outputs"].update(write_dicom_outputs(volume, rois, result, out, auto_detected=scores is not None))
+        result["timings"]["dicom"] = round(time.perf_counter() - t, 4)
+    result["timings"]["total"] = round(time.perf_counter() - started, 4)
+    write_result(result, out / RESULT_FILE)
+    _report_stages(result)
+    status(f"stage: wrote {RESULT_FILE}, {', '.join(ATTENTION_FILES.values())}, {ROIS_FILE}, {REPORT_FILE} to {out}")
+    return result

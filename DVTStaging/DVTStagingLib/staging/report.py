@@ -1,0 +1,105 @@
+"""report.png: one picture per study for the reader (slice with overlay and ROI, lesion zoom, curves, stage)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..core.stages import STAGE_COLORS
+from .slices import StudyView
+
+REPORT_ROIS = 6   # ROIs listed by name in the picture
+
+
+def write_report(path: Path, study: StudyView, results, classes, attention, result: dict) -> Path:
+    """One picture per study: slice with overlay and ROI, zoom on the lesion, per-slice curve, stage."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from ..imaging.display import display_window
+
+    main = max(results, key=lambda r: float(np.max(r.probabilities)))
+    image = study.orientation.apply(study.volume.array)
+    heat = study.orientation.apply(attention.array)
+    box = study.orientation.apply(main.roi.voxel_mask(study.volume))
+    views = main.pairs.view_slices
+    s = int(views[len(views) // 2])
+    sl, hm = image[s].astype(np.float32), heat[s]
+    lo, hi = display_window(image[views])
+    aspect = study.orientation.spacing[1] / study.orientation.spacing[2]
+    rows, cols = np.flatnonzero(box[s].any(axis=1)), np.flatnonzero(box[s].any(axis=0))
+
+    fig = plt.figure(figsize=(13, 6.2), dpi=110)
+    grid = fig.add_gridspec(2, 3, width_ratios=[1.5, 1, 1.2], height_ratios=[1, 1])
+    ax_full, ax_zoom = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[0, 1])
+    ax_plain, ax_curve, ax_bar = fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[0, 2]), fig.add_subplot(grid[1, 2])
+    heat_rgba = plt.get_cmap("inferno")(hm)
+    heat_rgba[..., 3] = np.clip(hm, 0, 1) * 0.75
+    for ax in (ax_full, ax_zoom, ax_plain):
+        ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
+        if ax is not ax_plain:
+            ax.imshow(heat_rgba, aspect=aspect, interpolation="bilinear")
+        ax.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1,
+                               fill=False, ec="#00e5ff", lw=1.2))
+        ax.set_xticks([]), ax.set_yticks([])
+    pad_r, pad_c = int(40 / study.orientation.spacing[1]), int(40 / study.orientation.spacing[2])
+    for ax in (ax_zoom, ax_plain):
+        ax.set_xlim(cols[0] - pad_c, cols[-1] + pad_c)
+        ax.set_ylim(rows[-1] + pad_r, rows[0] - pad_r)
+    axis = main.pairs.axis
+    vol_index = int(main.pairs.volume_slices[len(views) // 2])
+    ax_full.set_title(f"{main.roi.name}: slice {axis}={vol_index}, cross-attention (local→global)", fontsize=10)
+    ax_full.text(0.01, 0.99, "R", color="w", transform=ax_full.transAxes, va="top", fontsize=11)
+    ax_full.text(0.99, 0.99, "L", color="w", transform=ax_full.transAxes, va="top", ha="right", fontsize=11)
+    ax_zoom.set_title("lesion with overlay", fontsize=10)
+    ax_plain.set_title("lesion (BTI)", fontsize=10)
+
+    order = np.argsort(main.pairs.volume_slices)
+    x = main.pairs.volume_slices[order]
+    for k, c in enumerate(classes):
+        ax_curve.plot(x, main.slice_probabilities[order, k], color=STAGE_COLORS.get(c), label=c, lw=1.6)
+    ax_curve.axvline(vol_index, color="0.6", ls=":", lw=1)
+    ax_curve.set_ylim(0, 1)
+    ax_curve.set_xlabel(f"slice index ({axis})")
+    ax_curve.set_ylabel("probability")
+    ax_curve.set_title("per-slice probabilities", fontsize=10)
+    ax_curve.legend(fontsize=8, loc="upper right")
+
+    # A study may hold many ROIs: the picture lists the first few, result.json has them all.
+    shown = result["rois"][:REPORT_ROIS]
+    width = 0.8 / max(len(shown), 1)
+    for n, r in enumerate(shown):
+        values = [r["probabilities"][c] for c in classes]
+        xs = np.arange(len(classes)) + (n - (len(shown) - 1) / 2) * width
+        ax_bar.bar(xs, values, width=width * 0.95, color=[STAGE_COLORS.get(c) for c in classes],
+                   alpha=1.0 if n == 0 else 0.6, edgecolor="k", lw=0.5)
+        ratio = r.get("thrombus_muscle_ratio")
+        ax_bar.text(0.02, 0.96 - 0.075 * n, f"{r['name']}: {r['stage']}  "
+                    f"(thrombus/muscle ≈ {ratio:.2f})" if ratio is not None else f"{r['name']}: {r['stage']}",
+                    transform=ax_bar.transAxes, fontsize=9, va="top")
+    hidden = len(result["rois"]) - len(shown)
+    if hidden > 0:
+        ax_bar.text(0.02, 0.96 - 0.075 * len(shown), f"+{hidden} more ROIs (see result.json)",
+                    transform=ax_bar.transAxes, fontsize=9, va="top", color="0.35")
+    ax_bar.set_xticks(range(len(classes)), classes)
+    lines = len(shown) + (hidden > 0)
+    ax_bar.set_ylim(0, 1.15 + 0.12 * max(lines - 2, 0))   # room above the bars for the list of ROIs
+    ax_bar.set_title("stage probabilities (mean over slices)", fontsize=10)
+
+    stage = result["stage"]
+    fig.suptitle(f"DVT stage: {stage.upper()}   " +
+                 "  ".join(f"{c} {result['probabilities'][c]:.0%}" for c in classes) +
+                 f"      model {result['model']['id']}", fontsize=13, color=STAGE_COLORS.get(stage, "k"))
+    fig.text(0.5, 0.005, "Research software. Not for clinical use: the bundled model is trained on a synthetic phantom.",
+             ha="center", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    tmp = Path(path).with_name(f".{Path(path).stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return Path(path)

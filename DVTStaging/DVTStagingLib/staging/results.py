@@ -1,0 +1,75 @@
+"""result.json (schema dvt-staging/result@1): built from the model's ROI results, checked against its schema, written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+
+from ..core.files import write_json_atomic
+from ..imaging.signal_ratio import estimated_ratio_in_box
+from ..io.dataset import load_json_schema
+from ..models.catalog import NOT_FOR_CLINICAL_USE
+from .outputs import RESULT_SCHEMA
+from .slices import StudyView
+
+STUDY_RULE = "study probabilities are the mean of the ROI probabilities; each ROI's are the mean of its slices"
+
+
+def _probs(classes, values) -> dict:
+    return {c: float(v) for c, v in zip(classes, values)}
+
+
+def roi_ratio(study: StudyView, roi) -> float | None:
+    box = study.orientation.apply(roi.voxel_mask(study.volume))
+    image = study.orientation.apply(study.volume.array)
+    return estimated_ratio_in_box(image, box, study.orientation.spacing[1:])
+
+
+def build_result(study: StudyView, results, classes, model_entry, device: str, input_path: str,
+                 timings: dict, detection_scores: dict | None = None) -> dict:
+    rois = []
+    for r in results:
+        ratio = roi_ratio(study, r.roi)
+        rois.append({
+            "name": r.roi.name,
+            "stage": r.stage(classes),
+            "probabilities": _probs(classes, r.probabilities),
+            "slice_axis": r.pairs.axis,
+            "slices": [{"index": int(i), "probabilities": _probs(classes, p)}
+                       for i, p in sorted(zip(r.pairs.volume_slices, r.slice_probabilities), key=lambda x: x[0])],
+            "thrombus_muscle_ratio": None if ratio is None else round(ratio, 3),
+            "thrombus_muscle_ratio_method": "estimated: median of the ROI's central half / modal intensity "
+                                            "5-30 mm around it (no thrombus segment)",
+            "box": r.roi.to_dict(),
+            "detection_score": None if detection_scores is None else detection_scores.get(r.roi.name),
+        })
+    study_probs = np.mean([r.probabilities for r in results], axis=0)
+    card = model_entry.card
+    return {
+        "schema": RESULT_SCHEMA,
+        "stage": classes[int(np.argmax(study_probs))],
+        "probabilities": _probs(classes, study_probs),
+        "classes": list(classes),
+        "study_rule": STUDY_RULE,
+        "rois": rois,
+        "model": {"id": card["id"], "version": str(card.get("version", "")), "sha256": card["sha256"],
+                  "config": card["config"].get("name", "")},
+        "device": device,
+        "timings": {k: round(float(v), 4) for k, v in timings.items()},
+        "input": {"path": str(input_path), "geometry": study.volume.geometry_dict()},
+        "intended_use": NOT_FOR_CLINICAL_USE,
+    }
+
+
+def validate_result(result: dict) -> list[str]:
+    validator = jsonschema.Draft202012Validator(load_json_schema("result.schema.json"))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(result)]
+
+
+def write_result(result: dict, path: Path) -> Path:
+    problems = validate_result(result)
+    if problems:   # our own output failing its schema is a bug, not a user error
+        raise RuntimeError(f"result.json would not match its schema: {problems[0]}")
+    return write_json_atomic(path, result)

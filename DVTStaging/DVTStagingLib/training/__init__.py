@@ -1,0 +1,1 @@
+"""Training and scoring models: the training loop (DDP), augmentation, slice banks, metrics, `evaluate`."""
