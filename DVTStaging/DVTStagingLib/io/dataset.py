@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputFileError, UserError
+from ..core.files import sha256_of, write_json_atomic
 from ..core.stages import STAGES
 
 SCHEMA = "dvt-staging/dataset@1"
@@ -78,8 +79,6 @@ class Dataset:
 
     def provenance(self) -> dict:
         """What a model card records of its training data: the dataset itself, never where it lay on disk."""
-        from ..core.files import sha256_of
-
         doc = self.root / "dataset.json"
         return {"dataset": self.meta.get("name", self.root.name), "folder": self.root.name,
                 "dataset_json_sha256": sha256_of(doc) if doc.is_file() else None,
@@ -97,11 +96,7 @@ class Dataset:
 def write_dataset_json(dataset: Dataset) -> Path:
     """Write ``dataset.json`` atomically (a crash never leaves half a file)."""
     dataset.root.mkdir(parents=True, exist_ok=True)
-    path = dataset.root / "dataset.json"
-    tmp = path.with_name(".dataset.json.tmp")
-    tmp.write_text(json.dumps(dataset.to_json(), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(dataset.root / "dataset.json", dataset.to_json())
 
 
 def _schema_problems(doc) -> list[str]:

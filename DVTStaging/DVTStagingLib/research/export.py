@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputFileError, UserError
-from ..core.files import sha256_of
+from ..core.files import sha256_of, write_json_atomic
 from ..core.json_files import read_json
 from ..core.progress import Progress, status
 from ..core.stages import STAGES
@@ -81,12 +81,6 @@ def source_id_of(volume: Volume, fallback: str) -> str:
     if tags.get("SeriesInstanceUID"):
         return f"{tags.get('PatientID', '')}/{tags['SeriesInstanceUID']}"
     return fallback
-
-
-def _write_json_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _condensed_prediction(prediction: dict | None) -> dict | None:
@@ -251,7 +245,7 @@ def export_cases(studies: list[ExportStudy], out_root, keep_identifiers: bool = 
         dataset.cases = [c for c in dataset.cases if c.id != case_id] + [case]
         write_dataset_json(dataset)
         manifest["cases"][case_id] = hashes
-        _write_json_atomic(root / "manifest.json", manifest)
+        write_json_atomic(root / "manifest.json", manifest)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         bar.update()
@@ -361,6 +355,6 @@ def export_nnunet(root, out, overwrite: bool = False, progress: bool = True) -> 
     doc = {"name": dataset.meta.get("name", "DVTStaging thrombus"), "channel_names": {"0": "BTI"},
            "labels": {"background": 0, "thrombus": 1}, "numTraining": len(written), "file_ending": ".nii.gz",
            "description": "thrombus masks exported by dvt-staging", "source_schema": SCHEMA}
-    _write_json_atomic(out / "dataset.json", doc)
+    write_json_atomic(out / "dataset.json", doc)
     status(f"nnunet: {len(written)} cases in {out}")
     return doc

@@ -8,8 +8,6 @@ seed, and scores each on the same test split.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,18 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.files import write_json_atomic
 from ..core.progress import status
 from ..io.dataset import load_dataset
 from ..models.config import ABLATIONS, BASELINES, ModelConfig, load_config, variant
 from .metrics import staging_metrics
 
 METRICS_SCHEMA = "dvt-staging/metrics@1"
-
-
-def _write_json(path: Path, data: dict):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def confusion_png(path: Path, metrics: dict, title: str) -> Path:
@@ -88,7 +81,7 @@ def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test"
     detection = _detection_section(dataset, split, device, out, stager, staging)
     if detection is not None:
         metrics["detection"] = detection
-    _write_json(out / "metrics.json", metrics)
+    write_json_atomic(out / "metrics.json", metrics)
     confusion_png(out / "confusion.png", staging, f"{stager.entry.id} on {split}")
     status(f"evaluate: {split} macro F1 {staging['macro_f1']:.3f}, accuracy {staging['accuracy']:.3f} "
            f"(n={staging['n']} ROIs); wrote {out / 'metrics.json'}")
@@ -215,7 +208,7 @@ def compare_on_bank(bank, base_cfg: ModelConfig, labels, classes, seed: int, dev
             m = staging_metrics(parts[split].roi_labels(), probs, classes)
             row[split] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
         rows.append(row)
-        _write_json(out / "comparison.json", dict(header, base=base_cfg.to_dict(), rows=rows))
+        write_json_atomic(out / "comparison.json", dict(header, base=base_cfg.to_dict(), rows=rows))
     table = comparison_table(rows)
     (out / "comparison.md").write_text(table + "\n", encoding="utf-8")
     print(table)
