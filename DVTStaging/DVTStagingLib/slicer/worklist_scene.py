@@ -80,7 +80,8 @@ def export_studies(volume_nodes, out_folder, keep_identifiers: bool = False, ove
     studies = []
     for volume in volume_nodes:
         rois = study_nodes.roi_nodes(volume)
-        results = {r.GetName(): study_nodes.roi_result(r) for r in rois if study_nodes.roi_result(r)}
+        answers = {r.GetName(): study_nodes.roi_result(r) for r in rois}
+        results = {name: answer for name, answer in answers.items() if answer}
         uids = (volume.GetAttribute("DICOM.instanceUIDs") or "").split()
         storage = volume.GetStorageNode()
         source = uids[0] if uids else (storage.GetFileName() if storage and storage.GetFileName() else

@@ -19,11 +19,12 @@ STATUS_LINES_PER_ROI_UP_TO = 10   # past this many ROIs, one summary line instea
 
 def load_rois_for(volume: Volume, roi_path: Path) -> list[BoxROI]:
     rois = roi_names_unique(read_rois(roi_path))
-    outside = [r.name for r in rois if r.fraction_inside(volume) <= 0]
+    inside = {r.name: r.fraction_inside(volume) for r in rois}
+    outside = [name for name, share in inside.items() if share <= 0]
     if outside:
         raise UserError(f"ROI '{outside[0]}' in {roi_path} lies outside the volume"
                         + (f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""))
-    partial = [r.name for r in rois if r.fraction_inside(volume) < 0.999]
+    partial = [name for name, share in inside.items() if share < 0.999]
     if partial:
         status(f"warning: {len(partial)} ROI(s) extend beyond the volume ({', '.join(partial[:3])}"
                f"{', ...' if len(partial) > 3 else ''}); only their inside part is used")
