@@ -1,10 +1,9 @@
 """DVTStaging: 3D Slicer module for DVT staging on black-blood MR thrombus imaging.
 
-A thin layer over the Slicer-free core in DVTStagingLib: the Widget binds the
-panel to a parameter node and is the only writer of it; the Logic is a facade
-over DVTStagingLib.slicer (study and ROI nodes, result nodes, background jobs,
-worklist scene, dependencies) and works without the GUI.  Supported: Slicer
-5.10 and later (Python 3.12).  Research use only, not for clinical use.
+A thin layer over the Slicer-free core in DVTStagingLib: the Widget binds the panel to a parameter node
+and is the only writer of it; the Logic is a facade over DVTStagingLib.slicer (study and ROI nodes, result
+nodes, background jobs, worklist scene, dependencies) and works without the GUI.  Supported: Slicer 5.10
+and later (Python 3.12).  Research use only, not for clinical use.
 """
 
 import logging
@@ -14,8 +13,7 @@ import qt
 import vtk
 
 import slicer
-from slicer.i18n import tr as _
-from slicer.i18n import translate
+from slicer.i18n import tr as _, translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
@@ -23,15 +21,16 @@ from slicer.util import VTKObservationMixin
 
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLTableNode
 
-from DVTStagingLib.core.stages import STAGES
+from DVTStagingLib.core.stages import INDETERMINATE, STAGES
 from DVTStagingLib.io.roi import read_rois, roi_names_unique
 from DVTStagingLib.models.devices import DEVICES
-from DVTStagingLib.slicer import result_nodes, study_nodes, worklist_scene
+from DVTStagingLib.slicer import compute, result_nodes, study_nodes, worklist_scene
 from DVTStagingLib.slicer.dependencies import DependencyInstaller
-from DVTStagingLib.slicer.jobs import CANCELLED, CANCELLED_BY_CLOSE, JobRunner
+from DVTStagingLib.slicer.jobs import CANCELLED, CANCELLED_BY_CLOSE
 from DVTStagingLib.slicer.nodes import roi_from_node, volume_from_node
 from DVTStagingLib.staging.outputs import ROIS_FILE, read_stage_result
 from DVTStagingPanel.annotation_section import AnnotationSection
+from DVTStagingPanel.compute_section import ComputeSection
 from DVTStagingPanel.sample_data import registerSampleData
 from DVTStagingPanel.worklist_section import WorklistSection
 
@@ -56,9 +55,8 @@ class DVTStagingParameterNode:
     """Panel state, saved with the scene.
 
     inputVolume - the BTI study to stage.  currentROI - the ROI shown in the results and annotation sections.
-    modelId - catalogue id of the staging model ("" = the default).  device - auto, cuda (GPU) or cpu.
-    showAttention, attentionOpacity, attentionMap - the overlay in the slice views.
-    resultsTable - one row per ROI of the last staging run.
+    modelId - catalogue id ("" = the default).  device - auto, cuda (GPU) or cpu.  showAttention, attentionOpacity,
+    attentionMap - the overlay in the slice views.  resultsTable - one row per ROI of the last staging run.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -67,7 +65,7 @@ class DVTStagingParameterNode:
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     showAttention: bool = True
     attentionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
-    attentionMap: Annotated[str, Choice(result_nodes.ATTENTION_MAPS)] = "local-to-global"
+    attentionMap: Annotated[str, Choice(result_nodes.ATTENTION_MAPS)] = "evidence"
     resultsTable: vtkMRMLTableNode
 
 
@@ -98,6 +96,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.populateModels)
         self.annotationSection = AnnotationSection(self)
+        self.computeSection = ComputeSection(self)
         self.worklistSection = WorklistSection(self)
         self.ui.progressBar.hide()
         self._pollTimer = qt.QTimer()
@@ -262,8 +261,9 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.resultsTable = results.tableNode
         if results.roiNodes:
             p.currentROI = results.roiNodes[0]
-        self.ui.statusLabel.text = _("Study stage: {stage} (model {model}, {device})").format(
-            stage=results.result.stage, model=results.result.model.get("id", "?"), device=results.result.device)
+        r = results.result
+        self.ui.statusLabel.text = _("Study stage: {stage}{why} (model {model}, {device})").format(
+            stage=r.stage, why=f": {r.reason}" if r.reason else "", model=r.model.get("id", "?"), device=r.device)
         slicer.modules.plots.logic().ShowChartInLayout(results.chartNode)
 
     def _setRunning(self, running: bool, message: str = "") -> None:
@@ -286,7 +286,7 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         VTKObservationMixin.__init__(self)
-        self.jobs = JobRunner()
+        self.jobs = compute.job_runner()   # the warm local worker, or the staging server chosen in the settings
         self.installer = DependencyInstaller()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose)
 
@@ -443,8 +443,8 @@ class DVTStagingTest(ScriptedLoadableModuleTest):
         volumeNode = logic.loadSampleStudy()
         results = logic.stage(volumeNode, device="cpu", timeout=600)
         self.assertEqual(results.tableNode.GetNumberOfRows(), len(logic.roiNodes(volumeNode)))
-        self.assertIn(results.result.stage, STAGES)
-        attention = results.attentionNodes["local-to-global"]
+        self.assertIn(results.result.stage, (*STAGES, INDETERMINATE))
+        attention = results.attentionNodes["evidence"]
         self.assertEqual(attention.GetImageData().GetDimensions(), volumeNode.GetImageData().GetDimensions())
         logic.cleanup()
         self.delayDisplay("Staging of the phantom study passed")

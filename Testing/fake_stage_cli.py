@@ -3,7 +3,7 @@
 Tests of the Slicer Logic use it to check the round trip (inputs written,
 background run, progress, cancel, outputs loaded as nodes) independently of
 the staging model.  The outputs are written with the core writers:
-`result.json` (schema result@1), `attention.nrrd` and
+`result.json` (schema result@1), `evidence.nrrd`, `attention.nrrd` and
 `attention-global-to-local.nrrd` (0-1, in the input geometry, peaked at each
 ROI's centre) and `rois.mrk.json`.  `FAKE_STAGE_SECONDS` makes it slow (for
 cancel and scene-close tests).
@@ -42,10 +42,12 @@ def write_fake_stage_output(out, volume, rois, stages=None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classes = ("acute", "subacute", "chronic")
+    evidence = np.zeros(volume.array.shape, np.float32)
     local_to_global = np.zeros(volume.array.shape, np.float32)
     global_to_local = np.zeros(volume.array.shape, np.float32)
     roi_results = []
     for n, roi in enumerate(rois):
+        evidence = np.maximum(evidence, _blob(volume, roi, 0.15))
         local_to_global = np.maximum(local_to_global, _blob(volume, roi, 0.25))
         global_to_local = np.maximum(global_to_local, 0.8 * _blob(volume, roi, 0.6))
         stage = (stages or classes)[n % len(stages or classes)]
@@ -56,6 +58,7 @@ def write_fake_stage_output(out, volume, rois, stages=None) -> dict:
                   for k in range(int(lo[2]), int(hi[2]) + 1)]
         roi_results.append({"name": roi.name, "stage": stage, "probabilities": probs, "slice_axis": "k",
                             "slices": slices, "thrombus_muscle_ratio": None if n % 2 else 2.5 + n})
+    write_volume(volume.with_array(evidence), out / "evidence.nrrd")
     write_volume(volume.with_array(local_to_global), out / "attention.nrrd")
     write_volume(volume.with_array(global_to_local), out / "attention-global-to-local.nrrd")
     write_rois(out / "rois.mrk.json", rois)

@@ -10,6 +10,7 @@ from DVTStagingLib.models.build import build_model
 from DVTStagingLib.models.catalog import list_models, load_weights, resolve, sha256_of
 from DVTStagingLib.models.config import ModelConfig
 from DVTStagingLib.staging.results import validate_result
+from DVTStagingLib.staging.trust import Trust
 
 
 def test_bundled_card_is_complete_and_matches_its_weights():
@@ -26,7 +27,13 @@ def test_bundled_card_is_complete_and_matches_its_weights():
     assert 0 <= test["macro_f1"] <= 1 and 0 <= test["accuracy"] <= 1 and test["n"] > 0
     cfg = ModelConfig.from_dict(card["config"])
     assert card["input"]["size"] == cfg.input.size
-    build_model(cfg).load_state_dict(load_weights(entry))         # the weights fit the network of the card
+    state = load_weights(entry)
+    trust = Trust.from_model(card, state)       # takes the trust.* arrays out: the rest is the network
+    build_model(cfg).load_state_dict(state)     # the weights fit the network of the card
+    # calibrated and able to abstain: temperature, thresholds, and the OOD statistics beside the weights
+    assert trust.temperature > 0 and 0 < trust.confidence_threshold < 1 and trust.ood_threshold > 0
+    assert trust.class_means.shape == (3, ModelConfig.from_dict(card["config"]).embed_dim * 3)
+    assert "ece" in test and "indeterminate_rate" in test
     assert entry.id in {e.id for e in list_models("staging")}
 
 
@@ -34,7 +41,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    for name in ("result.json", "attention.nrrd", "rois.mrk.json", "report.png", "study/image.nrrd"):
+    for name in ("result.json", "evidence.nrrd", "attention.nrrd", "rois.mrk.json", "report.png", "study/image.nrrd"):
         assert (out / name).is_file(), err
     result = json.loads((out / "result.json").read_text(encoding="utf-8"))
     assert validate_result(result) == []

@@ -60,6 +60,7 @@ def module(slicer_app, tmp_path):
 def logic(module, slicer_app, tmp_path):
     lg = module.DVTStagingLogic()
     lg.jobs.command_prefix = FAKE_CLI         # how the Logic starts the CLI: the fake honours its contract
+    lg.jobs.worker = None                     # a fresh CLI process per job, not the warm worker (test_service_slicer)
     lg.jobs.job_parent_folder = str(tmp_path)
     yield lg
     lg.cleanup()
@@ -119,12 +120,12 @@ def _check_result_nodes(slicer_app, volume, results, roi_names):
     table = results.tableNode
     assert table.GetNumberOfRows() == len(roi_names)
     columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-    assert columns == ["name", "stage", "p_acute", "p_subacute", "p_chronic", "thrombus_muscle_ratio"]
+    assert columns == ["name", "stage", "p_acute", "p_subacute", "p_chronic", "thrombus_muscle_ratio", "reason"]
     assert [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())] == roi_names
     probs = np.array([[float(table.GetCellText(r, c)) for c in (2, 3, 4)] for r in range(table.GetNumberOfRows())])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     # Overlays in the input's geometry, 0-1, with a heat colour table.
-    for which in ("local-to-global", "global-to-local"):
+    for which in ("evidence", "local-to-global", "global-to-local"):
         attention = results.attentionNodes[which]
         assert attention.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
         np.testing.assert_allclose(_ijk_to_ras(attention), _ijk_to_ras(volume), atol=1e-5)

@@ -20,7 +20,8 @@ LIB = MODULE / "DVTStagingLib"
 UI = MODULE / "Resources" / "UI" / "DVTStaging.ui"
 PANEL_FILES = [MODULE / "DVTStaging.py", *sorted((MODULE / "DVTStagingPanel").glob("*.py"))]
 # The core's subpackages in data-flow order: a module may import its own package and those before it.
-LAYERS = ["core", "io", "imaging", "phantom", "models", "detection", "staging", "training", "research", "slicer"]
+LAYERS = ["core", "io", "imaging", "phantom", "models", "detection", "staging", "training", "research", "service",
+          "slicer"]
 
 
 def ui_widgets() -> dict:
@@ -207,15 +208,18 @@ def test_only_the_slicer_layer_touches_slicer_and_nothing_in_the_core_touches_qt
 
 
 def test_the_stages_are_defined_once():
-    from DVTStagingLib.core.stages import STAGES
+    from DVTStagingLib.core.stages import INDETERMINATE, STAGES
 
     literal = re.compile(r"""["']acute["'],\s*["']subacute["'],\s*["']chronic["']""")
     sources = [*LIB.rglob("*.py"), *PANEL_FILES]
     repeats = [str(p.relative_to(REPO)) for p in sources if literal.search(p.read_text(encoding="utf-8"))]
     assert repeats == ["DVTStaging/DVTStagingLib/core/stages.py"], repeats
     result = json.loads((LIB / "schemas" / "result.schema.json").read_text())
-    assert tuple(result["$defs"]["stage"]["enum"]) == STAGES
+    # an answer may also be 'indeterminate' (the model abstains); probabilities are always over the stages
+    assert tuple(result["$defs"]["stage"]["enum"]) == (*STAGES, INDETERMINATE)
     assert tuple(result["$defs"]["probabilities"]["required"]) == STAGES
+    repeats = [str(p.relative_to(REPO)) for p in sources if f'"{INDETERMINATE}"' in p.read_text(encoding="utf-8")]
+    assert repeats == ["DVTStaging/DVTStagingLib/core/stages.py"], repeats
 
 
 def test_no_unsafe_deserialisation_in_the_code():

@@ -58,7 +58,8 @@ def test_result_json_is_read_into_table_rows(tmp_path):
     assert math.isnan(rows[1]["thrombus_muscle_ratio"])
     assert [s.index for s in result.rois[0].slices] == [4, 5]
     assert result.attention_path("local-to-global") is None     # not written in this folder
-    with pytest.raises(ValueError, match="unknown attention map"):
+    assert result.attention_path() is None and rows[0]["reason"] == ""   # the default map: evidence
+    with pytest.raises(ValueError, match="unknown map 'sideways'"):
         result.attention_path("sideways")
 
 

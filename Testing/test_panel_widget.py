@@ -3,7 +3,7 @@
 The module is loaded, shown and entered the way Slicer does it (module object, widget with its panel as
 parent, setup(), enter()); the user clicks, chooses, types and picks folders only where a user can
 (shown and enabled widgets); signals are those Qt emits; staging runs Testing/fake_stage_cli.py through
-the Logic's documented injection points (`jobs.command_prefix`, `jobs.job_parent_folder`).  Every test
+the Logic's documented injection points (`jobs.command_prefix`, `jobs.job_parent_folder`, `jobs.worker`).  Every test
 also fails when an exception reaches Slicer's Python console (a slot or an observer raised).
 What these tests cannot show (layout, painting, real PythonQt conversions): Testing/slicer_api_facts.md.
 """

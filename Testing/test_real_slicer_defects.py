@@ -86,8 +86,9 @@ def test_unrelated_parameter_changes_keep_the_users_foreground(panel, slicer_app
     user.click(ui.stageButton)
     slicer_session.run_event_loop(lambda: not logic.isRunning(), timeout=60)
     p = panel._parameterNode
-    l2g, g2l = logic.attentionNode(volume, "local-to-global"), logic.attentionNode(volume, "global-to-local")
-    assert [c.GetForegroundVolumeID() for c in _composite_nodes()] == [l2g.GetID()] * 3
+    # the default map is the lesion evidence
+    evidence, g2l = logic.attentionNode(volume, "evidence"), logic.attentionNode(volume, "global-to-local")
+    assert [c.GetForegroundVolumeID() for c in _composite_nodes()] == [evidence.GetID()] * 3
     assert all(c.GetForegroundOpacity() == pytest.approx(0.4) for c in _composite_nodes())
 
     write_study(make_study(8, ["acute"]), tmp_path / "other")
@@ -100,7 +101,7 @@ def test_unrelated_parameter_changes_keep_the_users_foreground(panel, slicer_app
     assert [c.GetForegroundVolumeID() for c in _composite_nodes()] == [other.GetID()] * 3
 
     user.move_slider(ui.attentionOpacitySlider, 0.6)      # ...an overlay setting: the map comes back
-    assert [c.GetForegroundVolumeID() for c in _composite_nodes()] == [l2g.GetID()] * 3
+    assert [c.GetForegroundVolumeID() for c in _composite_nodes()] == [evidence.GetID()] * 3
     assert all(c.GetForegroundOpacity() == pytest.approx(0.6) for c in _composite_nodes())
     slicer.util.setSliceViewerLayers(foreground=other)
     user.choose(ui.attentionMapComboBox, "global-to-local")

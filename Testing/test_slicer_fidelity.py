@@ -40,7 +40,7 @@ def ui(slicer_session):
 # -- modules and attributes ------------------------------------------------------------------------------------
 def test_only_the_faked_names_exist(qt, ctk, slicer_session):
     assert qt.QTimer and qt.QFileDialog and ctk.ctkSliderWidget
-    for module, name in ((qt, "QLineEdit"), (qt, "QMainWindow"), (ctk, "ctkCheckBox"), (qt.Qt, "SomeEnum")):
+    for module, name in ((qt, "QSpinBox"), (qt, "QMainWindow"), (ctk, "ctkCheckBox"), (qt.Qt, "SomeEnum")):
         with pytest.raises(AttributeError):
             getattr(module, name)
     with pytest.raises(AttributeError):

@@ -1,8 +1,10 @@
 """`dvt-staging` command line (docs/cli.md).
 
 Exit status: 0 success, 2 bad input or usage (one line on stderr, no
-traceback), 130 cancelled, 1 internal error.  Heavy imports (torch) happen
-inside the commands that need them, so `phantom` and `dataset` start fast.
+traceback), 130 cancelled, 1 internal error (here or on a staging server),
+3 staging server unreachable or connection lost.  Heavy imports (torch)
+happen inside the commands that need them, so `phantom`, `dataset` and the
+`--server` client start fast.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .core.errors import Cancelled, UserError
+from .core.errors import Cancelled, ServerError, ServiceUnreachable, UserError
 from .models.devices import DEVICES
 
 PROG = "dvt-staging"
@@ -22,6 +24,25 @@ PROG = "dvt-staging"
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage on several lines; we want one line
         raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_server_options(p):
+    p.add_argument("--server", metavar="URL", default=None,
+                   help="run the model on a staging server (dvt-staging serve), e.g. http://127.0.0.1:8787")
+    p.add_argument("--token-file", type=Path, default=None, help="file holding the server's token (with --server)")
+    p.add_argument("--wait-for-server", type=float, default=0.0, metavar="SECONDS",
+                   help="with --server: keep trying to reach a server that is still starting")
+
+
+def _remote(args, kind: str, outputs) -> int | None:
+    """Run the command on the server of --server (None: there is none, run here)."""
+    if args.server is None:
+        if args.token_file is not None:
+            raise UserError("--token-file goes with --server")
+        return None
+    from .service.client import run_remote
+
+    return run_remote(kind, args, outputs)
 
 
 def _add_common_output(p, default_out):
@@ -100,6 +121,11 @@ def cmd_dataset_nnunet(args) -> int:
 
 
 def cmd_stage(args) -> int:
+    from .staging.outputs import STAGE_OUTPUTS
+
+    remote = _remote(args, "stage", STAGE_OUTPUTS)
+    if remote is not None:
+        return remote
     from .staging.pipeline import stage_study
 
     stage_study(args.input, args.out, roi_path=args.roi, auto_roi=args.auto_roi, model=args.model,
@@ -127,6 +153,38 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_ood(args) -> int:
+    from .core.files import prepare_output, write_json_atomic
+    from .core.progress import status
+    from .detection.detector import load_detector
+    from .io.dataset import load_dataset
+    from .staging.inference import Stager
+    from .training.ood import evaluate_ood, ood_inputs
+
+    out = prepare_output(args.out, args.overwrite, names=("ood.json",))
+    phantom = load_dataset(args.data) if args.data else None
+    stager = Stager(args.model, args.device)
+    report = evaluate_ood(stager, ood_inputs(args.seed, args.per_kind, args.brain, phantom, args.phantom_cases),
+                          load_detector(None, args.device))
+    report.update(model={"id": stager.entry.id, "sha256": stager.entry.card["sha256"]}, seed=args.seed)
+    write_json_atomic(out / "ood.json", report)
+    for kind, k in report["per_kind"].items():
+        status(f"evaluate-ood: {kind}: {k['abstained']}/{k['n']} indeterminate")
+    status(f"evaluate-ood: {report['abstained']}/{report['n']} indeterminate ({report['indeterminate_rate']:.0%}); "
+           f"wrote {out / 'ood.json'}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .training.calibration import calibrate_model
+
+    model_id = args.model_id
+    if not args.overwrite and model_id and (args.out / f"{model_id}.json").exists():
+        raise UserError(f"{args.out / (model_id + '.json')} exists; pass --overwrite to replace it")
+    calibrate_model(args.data, args.model, args.out, model_id=model_id, device=args.device, publish=args.publish)
+    return 0
+
+
 def cmd_benchmark(args) -> int:
     from .staging.benchmark import run_benchmark
 
@@ -137,10 +195,33 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    from .detection.commands import detect_study
+    from .detection.commands import DETECT_OUTPUTS, detect_study
+
+    remote = _remote(args, "detect", DETECT_OUTPUTS)
+    if remote is not None:
+        return remote
 
     detect_study(args.input, args.out, model=args.model, device=args.device, overwrite=args.overwrite,
                  segmentation=args.segmentation)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .service.server import serve
+
+    return serve(args.host, args.port, token_file=args.token_file, device=args.device, model=args.model,
+                 port_file=args.port_file, parent_pid=args.parent_pid, max_upload_mb=args.max_upload_mb,
+                 jobs=args.jobs, max_jobs=args.max_jobs, keep_s=args.keep_s, work_dir=args.work_dir,
+                 log_level=args.log_level)
+
+
+def cmd_benchmark_service(args) -> int:
+    from .service.benchmark import run_service_benchmark
+
+    if args.repeats < 1 or args.clients < 1 or args.studies < 1:
+        raise UserError("--repeats, --clients and --studies must be at least 1")
+    run_service_benchmark(device=args.device, repeats=args.repeats, clients=args.clients, studies=args.studies,
+                          as_json=args.json, server_jobs=args.server_jobs)
     return 0
 
 
@@ -183,7 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     _add_common_output(p, "dvt-stage")
+    _add_server_options(p)
     p.set_defaults(handler=cmd_stage)
+
+    p = sub.add_parser("serve", help="HTTP staging service: models stay loaded, clients send studies (docs/service.md)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                                                       "address needs --token-file)")
+    p.add_argument("--port", type=int, default=8787, help="port (default 8787; 0: any free port, see --port-file)")
+    p.add_argument("--token-file", type=Path, default=None, help="file holding the token clients must send")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--model", default=None, help="default staging model: catalogue id or model card JSON")
+    p.add_argument("--port-file", type=Path, default=None, help="write the port here once the server is ready")
+    p.add_argument("--parent-pid", type=int, default=None, help="stop when this process has gone")
+    p.add_argument("--max-upload-mb", type=int, default=1024, help="largest upload accepted (default 1024 MB)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="jobs run at once (default 1 on a CPU, 4 on a GPU, where their slices are batched together)")
+    p.add_argument("--max-jobs", type=int, default=16, help="jobs queued or running before new ones get 503")
+    p.add_argument("--keep-s", type=float, default=600.0, help="seconds a finished job's outputs wait to be fetched")
+    p.add_argument("--work-dir", type=Path, default=None, help="folder for jobs (default: a new temporary folder)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
+    p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("train", help="train a staging model (works under torchrun for DDP)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (dataset.json)")
@@ -200,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics of a model on a dataset split, or the comparison table")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split to score; all: every case (a held-out dataset)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--compare", action="store_true",
                    help="train and score the VDPF ablations and the crop baselines on the same split")
@@ -211,11 +312,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_output(p, "dvt-evaluate")
     p.set_defaults(handler=cmd_evaluate)
 
+    p = sub.add_parser("evaluate-ood", help="stage inputs the model must refuse (noise, geometry, brains, ROIs "
+                                            "off the thrombus) and count how many come out indeterminate")
+    p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
+    p.add_argument("--data", type=Path, default=None, help="a phantom dataset: ROIs moved onto a normal vein / muscle")
+    p.add_argument("--phantom-cases", type=int, default=10, help="phantom studies used from --data (default 10)")
+    p.add_argument("--brain", type=Path, nargs="*", default=[], help="brain MR volumes (e.g. mricron-data templates)")
+    p.add_argument("--per-kind", type=int, default=5, help="synthetic volumes per kind (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    _add_common_output(p, "dvt-ood")
+    p.set_defaults(handler=cmd_evaluate_ood)
+
+    p = sub.add_parser("calibrate", help="fit a model's temperature and abstention thresholds on a dataset "
+                                         "(train: OOD statistics; val: temperature and thresholds)")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", default=None, help="catalogue id or model card JSON (default: bundled)")
+    p.add_argument("--model-id", default=None, help="id of the calibrated model (default: <model>-calibrated)")
+    p.add_argument("--publish", action="store_true", help="also add it to the user catalogue")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    _add_common_output(p, "dvt-calibrate")
+    p.set_defaults(handler=cmd_calibrate)
+
     p = sub.add_parser("benchmark", help="slice pairs/s and FLOP/s against the measured matmul peak")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_benchmark)
+
+    p = sub.add_parser("benchmark-service", help="cold local stage against a warm staging server, and a load test")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--repeats", type=int, default=5, help="runs of each latency measurement (median)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients of the load test")
+    p.add_argument("--studies", type=int, default=10, help="studies each client stages")
+    p.add_argument("--server-jobs", type=int, default=None,
+                   help="the server's --jobs (default: its own; more than 1 batches slices across requests)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=cmd_benchmark_service)
 
     p = sub.add_parser("detect", help="find thrombus ROIs in a study (2.5D detector)")
     p.add_argument("input", type=Path, help="volume file (NRRD, NIfTI, MHA, ...) or DICOM series folder")
@@ -223,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--segmentation", action="store_true", help="also write thrombus.seg.nrrd (detected thrombus)")
     _add_common_output(p, "dvt-detect")
+    _add_server_options(p)
     p.set_defaults(handler=cmd_detect)
 
     p = sub.add_parser("train-detector", help="train the thrombus detector on a dataset's train split")
@@ -308,6 +442,12 @@ def main(argv=None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print(f"{PROG}: cancelled", file=sys.stderr)
         return 130
+    except ServiceUnreachable as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 3
+    except ServerError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except MemoryError:
         print(f"{PROG}: error: out of memory", file=sys.stderr)
         return 1

@@ -116,6 +116,11 @@ class qSlicerApplication(QObject):
     def commandOptions(self):
         return self._s.options
 
+    def userSettings(self):
+        from .qtcore import QSettings
+
+        return QSettings()
+
     def testingEnabled(self):
         return self._s.testing
 

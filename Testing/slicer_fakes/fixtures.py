@@ -31,12 +31,13 @@ def slicer_session(slicer_app, shared_cache):
 @pytest.fixture
 def panel(slicer_app, slicer_session, tmp_path):
     """The DVTStaging module loaded, shown and entered as Slicer does it, with three slice views; staging
-    runs Testing/fake_stage_cli.py (the Logic's documented injection points)."""
+    runs Testing/fake_stage_cli.py, one process per job (the Logic's documented injection points)."""
     session = slicer_session
     slicer_app.add_slice_views()
     session.load_module()
     widget = session.show_module()
     widget.logic.jobs.command_prefix = FAKE_CLI
+    widget.logic.jobs.worker = None     # a fresh CLI process per job (the warm worker: test_service_slicer.py)
     widget.logic.jobs.job_parent_folder = str(tmp_path)
     yield widget
     session.unload_module()

@@ -242,6 +242,44 @@ class QMessageBox:
         raise NotImplementedError("the fake QMessageBox has only its enum values; use slicer.util.*Display")
 
 
+class QSettings(QObject):
+    """QSettings as Slicer's Python sees it (`qt.QSettings()` and `slicer.app.userSettings()` both reach the
+    user's Slicer.ini): `value(key, defaultValue=None)` (None for a missing key without default),
+    `setValue(key, value)`, `contains(key)`, `remove(key)`, `allKeys()`, `sync()`.  Values are kept in the
+    session (`Session.settings`); an INI file gives strings back after a restart, so the fake returns a str
+    as a str and stores nothing else but str, bool and numbers (Qt 5.15 QSettings, IniFormat)."""
+
+    def __init__(self, *args):
+        super().__init__(None)
+
+    @staticmethod
+    def _store():
+        return runtime.session().settings
+
+    def value(self, key, defaultValue=None):
+        convert("QString", key, "QSettings", "value(key)")
+        return self._store().get(key, defaultValue)
+
+    def setValue(self, key, value):
+        convert("QString", key, "QSettings", "setValue(key)")
+        if not isinstance(value, (str, bool, int, float)):
+            raise TypeError(f"QSettings.setValue: the fake stores str, bool and numbers, not {type(value).__name__}")
+        self._store()[key] = value
+
+    def contains(self, key):
+        return key in self._store()
+
+    def remove(self, key):
+        for name in [k for k in self._store() if k == key or k.startswith(key + "/")]:
+            del self._store()[name]
+
+    def allKeys(self):
+        return list(self._store())
+
+    def sync(self):
+        pass
+
+
 def make_qt_module():
     return strict_module(
         "qt", "Strict fake of PythonQt's `qt` module: only the classes the DVTStaging panel (and the faked "
@@ -249,6 +287,7 @@ def make_qt_module():
         Qt=Qt, QObject=QObject, QWidget=widgets.QWidget, QFrame=widgets.QFrame, QLabel=widgets.QLabel,
         QAbstractButton=widgets.QAbstractButton, QPushButton=widgets.QPushButton, QToolButton=widgets.QToolButton,
         QCheckBox=widgets.QCheckBox, QComboBox=widgets.QComboBox, QPlainTextEdit=widgets.QPlainTextEdit,
+        QLineEdit=widgets.QLineEdit, QSettings=QSettings,
         QProgressBar=widgets.QProgressBar, QAbstractItemView=widgets.QAbstractItemView,
         QTableView=widgets.QTableView, QTableWidget=widgets.QTableWidget, QTableWidgetItem=widgets.QTableWidgetItem,
         QLayout=widgets.QLayout, QVBoxLayout=widgets.QVBoxLayout, QHBoxLayout=widgets.QHBoxLayout,
@@ -261,4 +300,4 @@ def make_ctk_module():
     return strict_module(
         "ctk", "Strict fake of PythonQt's `ctk` module: the CTK widget classes of DVTStaging.ui.",
         ctkCollapsibleButton=widgets.ctkCollapsibleButton, ctkSliderWidget=widgets.ctkSliderWidget,
-        ctkDirectoryButton=widgets.ctkDirectoryButton)
+        ctkDirectoryButton=widgets.ctkDirectoryButton, ctkPathLineEdit=widgets.ctkPathLineEdit)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from .widgets import (
     QAbstractButton,
     QComboBox,
+    QLineEdit,
     QPlainTextEdit,
     QTableWidget,
     QWidget,
     UserCannotDoThat,
     ctkCollapsibleButton,
     ctkDirectoryButton,
+    ctkPathLineEdit,
     ctkSliderWidget,
     qMRMLNodeComboBox,
 )
@@ -70,9 +72,25 @@ class User:
         combo._fake_emit("activated(QString)", combo.itemText(index))
         combo._fake_emit("textActivated(QString)", combo.itemText(index))
 
-    def type_text(self, edit: QPlainTextEdit, text: str) -> None:
-        """Select all and type `text`: textChanged() for the deletion and for every character."""
+    def type_text(self, edit: QWidget, text: str) -> None:
+        """Select all and type `text`: textChanged for the deletion and for every character (a QLineEdit also
+        emits textEdited each time, then editingFinished when the user leaves the field)."""
         self._reach(edit)
+        if isinstance(edit, ctkPathLineEdit):
+            if edit.currentPath:
+                edit._fake_type("")
+            for n in range(1, len(text) + 1):
+                edit._fake_type(text[:n])
+            return
+        if isinstance(edit, QLineEdit):
+            if edit.readOnly:
+                raise UserCannotDoThat(f"{edit!r} is read-only")
+            for value in ([""] if edit.text else []) + [text[:n] for n in range(1, len(text) + 1)]:
+                edit._s.props["text"] = value
+                edit._fake_emit("textEdited(QString)", value)
+                edit._fake_emit("textChanged(QString)", value)
+            edit._fake_emit("editingFinished()")
+            return
         if edit.readOnly:
             raise UserCannotDoThat(f"{edit!r} is read-only")
         if edit.toPlainText():

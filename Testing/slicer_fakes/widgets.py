@@ -520,6 +520,41 @@ class QPlainTextEdit(QFrame):
         self._fake_emit("textChanged()")
 
 
+class QLineEdit(QWidget):
+    """Qt 5.15 QLineEdit: textChanged(QString) on every change of the text, programmatic ones included (not
+    when setText gives the same text); textEdited(QString) only for the user's edits; editingFinished()
+    when the user presses Return or leaves the field (the User fake does that after typing)."""
+
+    PROPERTIES = {"text": Prop("QString", "", setter="setText"), "placeholderText": Prop("QString", ""),
+                  "readOnly": Prop("bool", False), "maxLength": Prop("int", 32767),
+                  "echoMode": Prop("QVariant", None), "alignment": Prop("QVariant", None),
+                  "frame": Prop("bool", True), "clearButtonEnabled": Prop("bool", False),
+                  "inputMask": Prop("QString", ""), "modified": Prop("bool", False),
+                  "acceptableInput": Prop("bool", True, getter="hasAcceptableInput", readonly=True)}
+    SIGNALS = ("textChanged(QString)", "textEdited(QString)", "editingFinished()", "returnPressed()",
+               "cursorPositionChanged(int,int)", "selectionChanged()", "inputRejected()")
+
+    def __init__(self, parent=None):
+        if isinstance(parent, str):   # QLineEdit(const QString& contents, QWidget* parent = nullptr)
+            raise NotImplementedError("the fake QLineEdit is made by the .ui loader: QLineEdit(parent)")
+        super().__init__(parent)
+
+    @slot("setText(QString)")
+    def setText(self, text):
+        text = convert("QString", text, "QLineEdit", "text")
+        if text == self._s.props["text"]:
+            return
+        self._s.props["text"] = text[: self._s.props["maxLength"]]
+        self._fake_emit("textChanged(QString)", self._s.props["text"])
+
+    @slot("clear()")
+    def clear(self):
+        self.setText("")
+
+    def hasAcceptableInput(self):
+        return True
+
+
 # -- progress bar -------------------------------------------------------------------------------------------------------
 class QProgressBar(QWidget):
     PROPERTIES = {"minimum": Prop("int", 0, setter="setMinimum"), "maximum": Prop("int", 100, setter="setMaximum"),
@@ -865,6 +900,40 @@ class ctkDirectoryButton(QWidget):
 
     def setCaption(self, caption):
         self.caption = caption
+
+
+class ctkPathLineEdit(QWidget):
+    """CTK ctkPathLineEdit: `currentPath` is its line edit's text; the line edit's textChanged calls
+    updateHasValidInput, which emits currentPathChanged(QString) when the input is valid (always, without
+    nameFilters: the fake offers none) and validInputChanged(bool) when validity changes; setCurrentPath
+    sets the text, so an unchanged path emits nothing (ctkPathLineEdit.cpp init, setCurrentPath,
+    updateHasValidInput).  The browse dialog is not faked."""
+
+    PROPERTIES = {"currentPath": Prop("QString", "", getter="_currentPath", setter="setCurrentPath"),
+                  "label": Prop("QString", ""), "filters": Prop("QVariant", None), "options": Prop("QVariant", None),
+                  "settingKey": Prop("QString", ""), "showBrowseButton": Prop("bool", True),
+                  "showHistoryButton": Prop("bool", True), "sizeAdjustPolicy": Prop("QVariant", None),
+                  "minimumContentsLength": Prop("int", 0), "nameFilters": Prop("QStringList", [])}
+    SIGNALS = ("currentPathChanged(QString)", "validInputChanged(bool)")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._s.text = ""
+
+    def _currentPath(self):
+        return self._s.text
+
+    @slot("setCurrentPath(QString)")
+    def setCurrentPath(self, path):
+        path = convert("QString", path, "ctkPathLineEdit", "currentPath")
+        if path != self._s.text:
+            self._s.text = path
+            self._fake_emit("currentPathChanged(QString)", path)
+
+    def _fake_type(self, text):
+        """The user's keystrokes in the inner line edit: one textChanged (so currentPathChanged) each."""
+        self._s.text = text
+        self._fake_emit("currentPathChanged(QString)", text)
 
 
 # -- MRML widgets ---------------------------------------------------------------------------------------------------------------
@@ -1230,7 +1299,7 @@ class qSlicerScriptedLoadableModule(QObject):
 
 
 WIDGET_CLASSES = {cls.__name__: cls for cls in (
-    QWidget, QFrame, QLabel, QPushButton, QToolButton, QCheckBox, QComboBox, QPlainTextEdit, QProgressBar,
-    QTableWidget, QTableView, ctkCollapsibleButton, ctkSliderWidget, ctkDirectoryButton, qMRMLWidget,
+    QWidget, QFrame, QLabel, QPushButton, QToolButton, QCheckBox, QComboBox, QPlainTextEdit, QLineEdit, QProgressBar,
+    QTableWidget, QTableView, ctkCollapsibleButton, ctkSliderWidget, ctkDirectoryButton, ctkPathLineEdit, qMRMLWidget,
     qMRMLNodeComboBox, qMRMLTableView)}
 LAYOUT_CLASSES = {cls.__name__: cls for cls in (QVBoxLayout, QHBoxLayout, QGridLayout, QFormLayout)}

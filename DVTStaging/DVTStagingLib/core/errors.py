@@ -20,3 +20,11 @@ class ChecksumError(UserError):
 
 class Cancelled(Exception):
     """Long work was cancelled by the caller."""
+
+
+class ServiceUnreachable(Exception):
+    """A staging server could not be reached, or the connection to it was lost (the CLI exits with status 3)."""
+
+
+class ServerError(Exception):
+    """A staging server failed on its side (an internal error there; the CLI exits with status 1)."""

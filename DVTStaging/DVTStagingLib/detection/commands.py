@@ -11,8 +11,10 @@ from ..core.progress import status
 DETECT_OUTPUTS = ("rois.mrk.json", "detections.json", "thrombus.seg.nrrd")
 
 
-def detect_study(input_path, out, model=None, device="auto", overwrite=False, segmentation=False):
-    """Detect thrombus ROIs in one study and write rois.mrk.json, detections.json (and thrombus.seg.nrrd)."""
+def detect_study(input_path, out, model=None, device="auto", overwrite=False, segmentation=False, detector=None):
+    """Detect thrombus ROIs in one study and write rois.mrk.json, detections.json (and thrombus.seg.nrrd).
+
+    `detector`: an already loaded `detector.Detector` (the staging service keeps one), used instead of `model`."""
     from ..core.files import prepare_output
     from ..io.roi import write_rois
     from ..io.volume import check_image_content, read_volume
@@ -20,13 +22,14 @@ def detect_study(input_path, out, model=None, device="auto", overwrite=False, se
 
     volume = read_volume(Path(input_path))
     check_image_content(volume, str(input_path))
-    verify_weights(resolve(model, "detector"))
+    if detector is None:
+        verify_weights(resolve(model, "detector"))
     out = prepare_output(Path(out), overwrite, names=DETECT_OUTPUTS)
     # The network loads only now: a wrong input or a tampered model is refused without paying for torch.
     from ..io.segmentation import THROMBUS, THROMBUS_SEGMENT, write_segmentation
     from .detector import detect_rois
 
-    result = detect_rois(volume, model=model, device=device, progress=True, keep_probability=segmentation)
+    result = detect_rois(volume, model=detector or model, device=device, progress=True, keep_probability=segmentation)
     write_rois(out / "rois.mrk.json", result.rois)
     doc = result.to_json(volume)
     doc["input"] = dict(doc["input"], file=str(input_path))

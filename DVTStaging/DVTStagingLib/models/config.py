@@ -13,6 +13,15 @@ FEATURES = ("global_self", "local_self", "cross")
 FUSIONS = ("fffn", "coord", "none")
 CROSS_ORDERS = ("local_to_global", "global_to_local")
 ARCHITECTURES = ("vdpf", "resnet50", "vit", "efficientnet_b0")
+# The local branch's input: the paper's I_L (the whole slice, outside the ROI box zeroed) or, beyond the
+# paper, the box and its surroundings cropped and resized to the input size (the lesion at full resolution).
+LOCAL_VIEWS = ("masked", "zoom")
+# The ViT's patch embedding: the paper's linear patches, or (beyond the paper) a small convolutional stem
+# with the same stride, which trains ViTs from scratch on small data far more reliably.
+STEMS = ("patch", "conv")
+# Training augmentation: the paper's set, or (beyond the paper) without the gamma and contrast changes,
+# which alter the thrombus-to-muscle signal ratio that the stage is read from.
+AUGMENTATIONS = ("paper", "ratio-preserving")
 
 
 @dataclass(frozen=True)
@@ -24,18 +33,33 @@ class InputSpec:
     low_percentile: float = 1.0
     high_percentile: float = 99.5
     clip_max: float = 2.0
+    local_view: str = "masked"        # see LOCAL_VIEWS
+    zoom_context: float = 2.0         # zoom: window side = this x the box's larger side ...
+    zoom_min_mm: float = 24.0         # ... and at least this many millimetres
+
+    def __post_init__(self):
+        if self.local_view not in LOCAL_VIEWS:
+            raise UserError(f"unknown local view '{self.local_view}' (use {', '.join(LOCAL_VIEWS)})")
+        if self.zoom_context < 1.0 or self.zoom_min_mm <= 0:
+            raise UserError("zoom_context must be >= 1 and zoom_min_mm > 0")
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "plane": self.plane, "low_percentile": self.low_percentile,
+        data = {"size": self.size, "plane": self.plane, "low_percentile": self.low_percentile,
                 "high_percentile": self.high_percentile, "clip_max": self.clip_max,
-                "channels": 1, "scaling": "per-study percentiles: low -> 0, high -> 1, clipped to [0, clip_max]"}
+                "channels": 1, "scaling": "per-study percentiles: low -> 0, high -> 1, clipped to [0, clip_max]",
+                "local_view": self.local_view}
+        if self.local_view == "zoom":
+            data.update(zoom_context=self.zoom_context, zoom_min_mm=self.zoom_min_mm)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputSpec":
         if data.get("plane", "axial") not in PLANES:
             raise UserError(f"unknown slice plane '{data.get('plane')}' (use {', '.join(PLANES)})")
         return cls(int(data.get("size", 112)), data.get("plane", "axial"), float(data.get("low_percentile", 1.0)),
-                   float(data.get("high_percentile", 99.5)), float(data.get("clip_max", 2.0)))
+                   float(data.get("high_percentile", 99.5)), float(data.get("clip_max", 2.0)),
+                   str(data.get("local_view", "masked")), float(data.get("zoom_context", 2.0)),
+                   float(data.get("zoom_min_mm", 24.0)))
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,7 @@ class ModelConfig:
     architecture: str = "vdpf"
     # backbone (timm VisionTransformer, shared by the global and local branch)
     patch_size: int = 8
+    stem: str = "patch"                        # see STEMS
     embed_dim: int = 128
     depth: int = 4
     num_heads: int = 4
@@ -66,10 +91,17 @@ class ModelConfig:
     warmup_epochs: int = 10
     patience: int = 15
     slices_per_roi: int = 8                    # slices drawn per ROI per epoch (all at evaluation)
+    augmentation: str = "paper"                # see AUGMENTATIONS
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise UserError(f"config {self.name}: unknown architecture '{self.architecture}'")
+        if self.augmentation not in AUGMENTATIONS:
+            raise UserError(f"config {self.name}: augmentation must be one of {', '.join(AUGMENTATIONS)}")
+        if self.stem not in STEMS:
+            raise UserError(f"config {self.name}: stem must be one of {', '.join(STEMS)}")
+        if self.stem == "conv" and self.patch_size not in (4, 8, 16):
+            raise UserError(f"config {self.name}: a conv stem needs patch size 4, 8 or 16")
         if self.fusion not in FUSIONS:
             raise UserError(f"config {self.name}: fusion must be one of {', '.join(FUSIONS)}")
         if self.cross_order not in CROSS_ORDERS:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 
 from .config import ModelConfig
@@ -24,11 +26,28 @@ class AttentionMaps:
     global_to_local: torch.Tensor
 
 
+class ConvStemPatchEmbed(PatchEmbed):
+    """timm's patch embedding with its single strided projection replaced by stride-2 3x3 convolutions
+    (Xiao et al. 2021, "Early convolutions help transformers see better"); same token grid."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        in_chans, embed_dim = self.proj.in_channels, self.proj.out_channels
+        layers, width = [], max(16, embed_dim // 8)
+        for _ in range(int(math.log2(self.patch_size[0]))):
+            layers += [nn.Conv2d(in_chans, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            in_chans, width = width, width * 2
+        layers.append(nn.Conv2d(in_chans, embed_dim, 1))
+        self.proj = nn.Sequential(*layers)
+
+
 def vit_backbone(cfg: ModelConfig) -> VisionTransformer:
     return VisionTransformer(
         img_size=cfg.input.size, patch_size=cfg.patch_size, in_chans=1, num_classes=0, global_pool="",
         class_token=False, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
         mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path,
+        embed_layer=ConvStemPatchEmbed if cfg.stem == "conv" else PatchEmbed,
     )
 
 
@@ -40,16 +59,22 @@ class VDPF(nn.Module):
         self.glfm = GLFM(cfg)
         self.head = nn.Linear(self.glfm.out_dim, cfg.num_classes)
 
-    def forward(self, global_images: torch.Tensor, local_images: torch.Tensor, need_attention: bool = False):
-        """Logits [B, classes]; with need_attention also the cross-attention maps."""
+    def embed(self, global_images: torch.Tensor, local_images: torch.Tensor, need_attention: bool = False):
+        """The fused feature vector [B, D] the head reads (also the out-of-distribution check's feature
+        space), and the cross-attention maps when asked for (else None)."""
         b = global_images.shape[0]
         tokens = self.backbone.forward_features(torch.cat([global_images, local_images], dim=0))
         f_g, f_l = tokens[:b], tokens[b:]
         fused, weights = self.glfm(f_g, f_l, need_weights=need_attention)
-        logits = self.head(fused.mean(dim=1))
         if not need_attention:
-            return logits
+            return fused.mean(dim=1), None
         g = self.cfg.grid
         # [B, heads, queries, keys] -> mean over heads and queries -> a distribution over keys.
         maps = {name: w.mean(dim=(1, 2)).reshape(b, g, g) for name, w in weights.items()}
-        return logits, AttentionMaps(maps["local_to_global"], maps["global_to_local"])
+        return fused.mean(dim=1), AttentionMaps(maps["local_to_global"], maps["global_to_local"])
+
+    def forward(self, global_images: torch.Tensor, local_images: torch.Tensor, need_attention: bool = False):
+        """Logits [B, classes]; with need_attention also the cross-attention maps."""
+        features, maps = self.embed(global_images, local_images, need_attention)
+        logits = self.head(features)
+        return (logits, maps) if need_attention else logits

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-_PROGRESS = re.compile(r"^progress:\s+(?P<task>.+?)\s+(?P<done>\d+)/(?P<total>\d+)\s*$")
+from ..core.progress import parse_progress_line
+
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,8 @@ class ProgressEvent:
 
 def parse_progress(line: str) -> ProgressEvent | None:
     """`progress: <task> <done>/<total>` (as `progress.Progress` writes it), else None."""
-    match = _PROGRESS.match(line.strip())
-    if not match:
-        return None
-    return ProgressEvent(match["task"], int(match["done"]), int(match["total"]))
+    parsed = parse_progress_line(line)
+    return ProgressEvent(*parsed) if parsed else None
 
 
 class BackgroundProcess:

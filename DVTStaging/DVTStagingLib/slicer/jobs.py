@@ -3,6 +3,9 @@
 The module never imports the model: a job writes the study and its ROIs into
 a job folder, runs `dvt-staging stage|detect` in its own process (Cancel kills
 the process tree, the GUI never waits on it) and hands the output folder back.
+With a staging server (`server`, the panel's "Compute on: server") or the warm
+local worker (`worker`, slicer.worker) that process is the `--server` client,
+so the model runs where it is already loaded; progress and Cancel are the same.
 MRML-free: the Logic turns node IDs into nodes and outputs into nodes.
 """
 
@@ -12,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -55,8 +59,25 @@ def _check_device(device: str) -> None:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}")
 
 
+@dataclass(frozen=True)
+class ServerTarget:
+    """Where the model runs when it is not in the job's own process: a staging server's address."""
+
+    url: str
+    token_file: str | None = None
+    wait_s: float = 0.0          # how long the client waits for a server that is still starting
+
+    def args(self) -> list[str]:
+        argv = ["--server", self.url]
+        if self.token_file:
+            argv += ["--token-file", str(self.token_file)]
+        if self.wait_s:
+            argv += ["--wait-for-server", f"{self.wait_s:g}"]
+        return argv
+
+
 def stage_command(image, out, roi=None, auto_roi: bool = False, model: str | None = None, device: str = "auto",
-                  prefix: list[str] | None = None) -> list[str]:
+                  prefix: list[str] | None = None, server: ServerTarget | None = None) -> list[str]:
     """`dvt-staging stage ...`; `prefix` is how to start the CLI (default `cli_prefix()`)."""
     if roi is None and not auto_roi:
         raise ValueError("stage needs ROIs: give roi or auto_roi=True")
@@ -68,12 +89,14 @@ def stage_command(image, out, roi=None, auto_roi: bool = False, model: str | Non
     argv += ["--out", str(out), "--device", device]   # a fresh folder: no --overwrite needed
     if model:
         argv += ["--model", str(model)]
-    return argv
+    return argv + (server.args() if server else [])
 
 
-def detect_command(image, out, device: str = "auto", prefix: list[str] | None = None) -> list[str]:
+def detect_command(image, out, device: str = "auto", prefix: list[str] | None = None,
+                   server: ServerTarget | None = None) -> list[str]:
     _check_device(device)
-    return list(prefix or cli_prefix()) + ["detect", str(image), "--out", str(out), "--device", device]
+    argv = list(prefix or cli_prefix()) + ["detect", str(image), "--out", str(out), "--device", device]
+    return argv + (server.args() if server else [])
 
 
 def cli_environment(base: dict | None = None) -> dict:
@@ -97,6 +120,8 @@ class Job:
     on_progress: Callable | None = None
     on_finished: Callable | None = None
     closed_scene: bool = False
+    worker: object = None             # the local worker the job talks to (slicer.worker.LocalWorker), if any
+    failure: str | None = None        # why the runner stopped the job (its worker died)
 
     @property
     def out_folder(self) -> Path:
@@ -106,6 +131,8 @@ class Job:
         """None for a run that ended well, else what to tell the user."""
         if self.closed_scene:
             return CANCELLED_BY_CLOSE
+        if self.failure:
+            return self.failure
         if self.process.cancelled:
             return CANCELLED
         if self.process.returncode != 0:
@@ -116,10 +143,12 @@ class Job:
 class JobRunner:
     """At most one job at a time; polled from the GUI thread (a Qt timer), or waited for (scripts, tests)."""
 
-    def __init__(self):
+    def __init__(self, worker=None, server: Callable[[], ServerTarget | None] | None = None):
         self.job: Job | None = None
         self.command_prefix: list[str] | None = None   # how to start the CLI; None: Slicer's Python -m DVTStagingLib
         self.job_parent_folder: str | None = None      # where job folders go; None: the system temp folder
+        self.worker = worker       # the warm local worker (slicer.worker.LocalWorker); None: a fresh process per job
+        self.server = server       # the configured staging server (a callable, read at each start; None: none)
         self._folders: list[Path] = []
 
     @property
@@ -135,17 +164,22 @@ class JobRunner:
         """Write the inputs, start `dvt-staging stage` (ROIs given, or None: detect them) or `detect`."""
         if self.job is not None:
             raise RuntimeError("A run is in progress; cancel it first.")
+        server = self.server() if self.server is not None else None   # raises ValueError for an incomplete setup
+        worker = self.worker if server is None else None
+        if worker is not None:
+            server = worker.ensure(self._prefix())
         folder = new_job_folder(self.job_parent_folder)
         self._folders.append(folder)
         image, roi_path = write_stage_inputs(folder, volume, rois if kind == "stage" else None)
         out = folder / OUTPUT_FOLDER
         if kind == "stage":
             argv = stage_command(image, out, roi=roi_path, auto_roi=roi_path is None, model=model, device=device,
-                                 prefix=self._prefix())
+                                 prefix=self._prefix(), server=server)
         else:
-            argv = detect_command(image, out, device=device, prefix=self._prefix())
+            argv = detect_command(image, out, device=device, prefix=self._prefix(), server=server)
         process = BackgroundProcess(argv, env=cli_environment()).start()
-        self.job = Job(kind, process, folder, volume_node_id, list(roi_node_ids), on_progress, on_finished)
+        self.job = Job(kind, process, folder, volume_node_id, list(roi_node_ids), on_progress, on_finished,
+                       worker=worker)
         return self.job
 
     def poll(self) -> Job | None:
@@ -154,6 +188,9 @@ class JobRunner:
         if job is None:
             return None
         job.process.poll(on_progress=job.on_progress)
+        if job.worker is not None and not job.process.finished and job.worker.error():
+            job.failure = job.worker.error()   # the client would wait for a worker that is gone: stop it now
+            job.process.cancel()
         if not job.process.finished:
             return None
         self.job = None
@@ -174,16 +211,21 @@ class JobRunner:
     def wait(self, timeout: float | None = None) -> Job:
         """The synchronous path: run the current job to its end (on timeout it is cancelled, and raises)."""
         job = self.job
-        try:
-            job.process.wait(timeout=timeout, on_progress=job.on_progress)
-        except TimeoutError:
-            self.cancel()
-            raise
-        return self.poll() or job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ended = self.poll()
+            if ended is not None:
+                return ended
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError(f"{job.kind} did not finish within {timeout:g} s; it was stopped")
+            time.sleep(0.05)
 
     def cleanup(self) -> None:
-        """Cancel what runs and remove the job folders (inputs, outputs) of this runner."""
+        """Cancel what runs, stop the local worker, remove the job folders (inputs, outputs) of this runner."""
         self.cancel()
+        if self.worker is not None:
+            self.worker.stop()
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
         self._folders = []

@@ -15,7 +15,7 @@ import vtk
 
 from ..core.stages import STAGE_TITLES, STAGES, stage_rgb
 from ..io.volume import read_volume
-from ..staging.outputs import ATTENTION_FILES, StageResult
+from ..staging.outputs import OVERLAY_FILES, StageResult
 from . import study_nodes
 from .nodes import update_volume_node
 
@@ -23,7 +23,7 @@ ROLE_TABLE = "DVTStaging.resultsTable"
 ROLE_CHART = "DVTStaging.sliceChart"
 ROLE_ATTENTION = "DVTStaging.attention."   # + map name
 ATTR_RESULT_FOLDER = "DVTStaging.ResultFolder"   # on the table: where the run's files are (for the worklist)
-ATTENTION_MAPS = list(ATTENTION_FILES)
+ATTENTION_MAPS = list(OVERLAY_FILES)     # the heat maps a result may show; evidence first (default)
 # Heat colour tables, best first: the first two come with Slicer's colour files, PET-Heat is built in.
 HEAT_COLOR_NODE_NAMES = ("Inferno", "ColdToHotRainbow", "PET-Heat")
 ATTENTION_VISIBLE_FROM = 0.05   # below this the map is transparent: the study stays readable around the hot spot
@@ -89,11 +89,11 @@ def remove_results(volume_node) -> None:
             scene.RemoveNode(node)
 
 
-def attention_node(volume_node, which: str = "local-to-global"):
+def attention_node(volume_node, which: str = "evidence"):
     return volume_node.GetNodeReference(ROLE_ATTENTION + which) if volume_node else None
 
 
-def show_attention(volume_node, which: str = "local-to-global", visible: bool = True, opacity: float = 0.4) -> None:
+def show_attention(volume_node, which: str = "evidence", visible: bool = True, opacity: float = 0.4) -> None:
     """The attention map as foreground over the study in every slice view; hidden: our map leaves the
     foreground (a volume the user put there stays)."""
     attention = attention_node(volume_node, which)
@@ -139,7 +139,8 @@ def _attention_volume(volume_node, path, which: str):
 
 _COLUMNS = [("name", vtk.vtkStringArray, "ROI"), ("stage", vtk.vtkStringArray, "Stage"),
             *((f"p_{s}", vtk.vtkDoubleArray, f"P({STAGE_TITLES[s].lower()})") for s in STAGES),
-            ("thrombus_muscle_ratio", vtk.vtkDoubleArray, "Thrombus/muscle ratio")]
+            ("thrombus_muscle_ratio", vtk.vtkDoubleArray, "Thrombus/muscle ratio"),
+            ("reason", vtk.vtkStringArray, "Why indeterminate")]
 
 
 def _results_table(volume_node, result: StageResult):

@@ -29,7 +29,11 @@ def attention_volume(study: StudyView, results, which: str = "local-to-global") 
             continue      # attention spread evenly: nothing to point at
         maps = (maps - low) / (high - low)
         square = F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-        planes = study.frame.to_view(square).clamp_(0, 1).numpy()
+        zoom = result.pairs.zoom
+        if which == "global-to-local" and zoom is not None:    # keys on the local grid: the zoom window
+            planes = zoom.to_view(square, *study.scaled.shape[1:]).clamp_(0, 1).numpy()
+        else:
+            planes = study.frame.to_view(square).clamp_(0, 1).numpy()
         idx = result.pairs.view_slices
         view[idx] = np.maximum(view[idx], planes)
     return study.volume.with_array(study.orientation.undo(view))

@@ -18,18 +18,23 @@ from ..models.catalog import ModelEntry, load_weights, resolve
 from ..models.config import ModelConfig
 from ..models.devices import resolve_device
 from .slices import SlicePairs, StudyView, lesion_crops, prepare_study, slice_pairs
+from .trust import INDETERMINATE, Trust, content_reason
 
 
 @dataclass
 class ROIResult:
     roi: BoxROI
-    probabilities: np.ndarray            # [classes], mean over slices
+    probabilities: np.ndarray            # [classes], mean over slices (calibrated)
     slice_probabilities: np.ndarray      # [n, classes]
     pairs: SlicePairs
     attention: dict = field(default_factory=dict)   # map name -> [n, grid, grid] (VDPF only)
+    ood_score: float | None = None       # staging.trust: distance to the training data's features
+    thrombus_probability: float | None = None   # staging.content: the detector's, inside the box
+    reason: str | None = None            # why the ROI is indeterminate (None: it is staged)
+    evidence: object = None              # [n, rows, cols] view-slice evidence maps, when computed
 
     def stage(self, classes) -> str:
-        return classes[int(np.argmax(self.probabilities))]
+        return INDETERMINATE if self.reason else classes[int(np.argmax(self.probabilities))]
 
 
 class Stager:
@@ -43,6 +48,7 @@ class Stager:
         self.device = resolve_device(device)
         self.model = build_model(self.cfg)
         state = load_weights(self.entry)
+        self.trust = Trust.from_model(self.entry.card, state)   # takes the trust.* tensors out of `state`
         try:
             self.model.load_state_dict(state)
         except RuntimeError:
@@ -65,7 +71,7 @@ class Stager:
         pairs = slice_pairs(study, roi)
         crops = lesion_crops(study, roi, self.cfg.crop_margin_px) if uses_crops(self.model) else None
         attention_maps = want_attention and not uses_crops(self.model)
-        probs, maps = [], {"local_to_global": [], "global_to_local": []}
+        probs, features, maps = [], [], {"local_to_global": [], "global_to_local": []}
         for start in range(0, len(pairs), self.batch_size):
             if cancel is not None and cancel():
                 raise Cancelled()
@@ -73,27 +79,59 @@ class Stager:
             if crops is not None:
                 inputs = (crops[part].to(self.device),)
             else:
-                g = pairs.global_images[part].to(self.device)
-                inputs = (g, g * pairs.box_masks[part].to(self.device))
+                inputs = (pairs.global_images[part].to(self.device), pairs.local_images[part].to(self.device))
             with self._autocast():
-                out = self.model(*inputs, need_attention=True) if attention_maps else self.model(*inputs)
-            if attention_maps:
-                logits, att = out
+                logits, att, feats = self._forward(inputs, attention_maps)
+            if att is not None:
                 maps["local_to_global"].append(att.local_to_global.float().cpu())
                 maps["global_to_local"].append(att.global_to_local.float().cpu())
-            else:
-                logits = out
-            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+            if feats is not None:
+                features.append(feats.float().cpu())
+            probs.append(torch.softmax(logits.float() / self.trust.temperature, dim=1).cpu())
         slice_probs = torch.cat(probs).numpy().astype(np.float64)
         attention = {k: torch.cat(v) for k, v in maps.items() if v}
-        return ROIResult(roi, slice_probs.mean(axis=0), slice_probs, pairs, attention)
+        roi_probs = slice_probs.mean(axis=0)
+        ood = self.trust.roi_ood_score(torch.cat(features).numpy()) if features else None
+        return ROIResult(roi, roi_probs, slice_probs, pairs, attention, ood_score=ood,
+                         reason=self.trust.decide(roi_probs, ood))
+
+    def _forward(self, inputs, want_attention: bool):
+        """(logits, attention maps or None, fused features or None)."""
+        embed = getattr(self.model, "embed", None)
+        if embed is None:
+            return self.model(*inputs), None, None
+        features, att = embed(*inputs, need_attention=want_attention)
+        return self.model.head(features), att, features
+
+    @property
+    def explains(self) -> bool:
+        """Whether evidence maps can be computed (VDPF; the crop baselines have no slice-pair inputs)."""
+        return hasattr(self.model, "embed")
 
     def stage(self, volume: Volume, rois: list[BoxROI], want_attention: bool = True, cancel=None,
-              show_progress: bool = True) -> tuple[StudyView, list[ROIResult]]:
+              show_progress: bool = True, want_evidence: bool = False,
+              detector=None) -> tuple[StudyView, list[ROIResult]]:
+        """Stage each ROI; with a `detector` (detection.detector.Detector) an ROI in which it sees no
+        thrombus-like voxel is answered indeterminate (staging.content)."""
         study = prepare_study(volume, self.cfg.input)
         progress = Progress("stage", len(rois), enabled=show_progress)
+        detector_view = None
+        if detector is not None:
+            from ..detection.view import prepare_view
+
+            detector_view = prepare_view(volume, detector.spec)
         results = []
         for roi in rois:
-            results.append(self._run(study, roi, want_attention, cancel))
+            result = self._run(study, roi, want_attention, cancel)
+            if detector is not None and result.reason is None:
+                from .content import roi_thrombus_probability
+
+                result.thrombus_probability = roi_thrombus_probability(detector, volume, roi, detector_view)
+                result.reason = content_reason(result.thrombus_probability, detector.post.pixel_threshold)
+            if want_evidence and self.explains:
+                from .evidence import evidence_maps
+
+                result.evidence = evidence_maps(self, study, result.pairs, int(np.argmax(result.probabilities)))
+            results.append(result)
             progress.update()
         return study, results

@@ -12,17 +12,21 @@ from pathlib import Path
 
 from ..core.errors import InputFileError
 from ..core.json_files import read_json
-from ..core.stages import STAGES
+from ..core.stages import INDETERMINATE, STAGES
 
 RESULT_SCHEMA = "dvt-staging/result@1"
 RESULT_FILE = "result.json"
 ROIS_FILE = "rois.mrk.json"
 REPORT_FILE = "report.png"
+# The lesion evidence: where the stage was read from (gradient x input, staging.evidence); the default overlay.
+EVIDENCE_FILE = "evidence.nrrd"
 # Which attention map: queries of the local (thrombus) branch over the global slice, or the reverse.
 ATTENTION_FILES = {"local-to-global": "attention.nrrd", "global-to-local": "attention-global-to-local.nrrd"}
+# Every heat map `stage` writes, the default (evidence) first.
+OVERLAY_FILES = {"evidence": EVIDENCE_FILE, **ATTENTION_FILES}
 DICOM_FILES = ("thrombus-seg.dcm", "stage-sr.dcm")
 # Everything `stage` may write; none of it is replaced without --overwrite.
-STAGE_OUTPUTS = (RESULT_FILE, *ATTENTION_FILES.values(), ROIS_FILE, REPORT_FILE, *DICOM_FILES)
+STAGE_OUTPUTS = (RESULT_FILE, *OVERLAY_FILES.values(), ROIS_FILE, REPORT_FILE, *DICOM_FILES)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class RoiResult:
     slice_axis: str = "k"
     slices: list[SliceResult] = field(default_factory=list)
     thrombus_muscle_ratio: float | None = None
+    reason: str | None = None              # why the stage is indeterminate
 
 
 @dataclass
@@ -51,11 +56,13 @@ class StageResult:
     device: str
     timings: dict
     input: dict
+    reason: str | None = None
 
-    def attention_path(self, which: str = "local-to-global") -> Path | None:
-        if which not in ATTENTION_FILES:
-            raise ValueError(f"unknown attention map '{which}' (use {', '.join(ATTENTION_FILES)})")
-        path = self.folder / ATTENTION_FILES[which]
+    def attention_path(self, which: str = "evidence") -> Path | None:
+        """The overlay file of one heat map (evidence or a cross-attention map); None if not written."""
+        if which not in OVERLAY_FILES:
+            raise ValueError(f"unknown map '{which}' (use {', '.join(OVERLAY_FILES)})")
+        path = self.folder / OVERLAY_FILES[which]
         return path if path.is_file() else None
 
     @property
@@ -64,7 +71,7 @@ class StageResult:
 
     def table_rows(self) -> list[dict]:
         """One row per ROI, the columns of the results table."""
-        return [{"name": r.name, "stage": r.stage,
+        return [{"name": r.name, "stage": r.stage, "reason": r.reason or "",
                  **{f"p_{c}": r.probabilities.get(c, math.nan) for c in STAGES},
                  "thrombus_muscle_ratio": math.nan if r.thrombus_muscle_ratio is None else r.thrombus_muscle_ratio}
                 for r in self.rois]
@@ -81,8 +88,8 @@ def _probabilities(value, where: str) -> dict[str, float]:
 
 
 def _stage(value, where: str) -> str:
-    if value not in STAGES:
-        raise InputFileError(f"{where}: stage '{value}' is not one of {', '.join(STAGES)}")
+    if value not in (*STAGES, INDETERMINATE):
+        raise InputFileError(f"{where}: stage '{value}' is not one of {', '.join(STAGES)}, {INDETERMINATE}")
     return value
 
 
@@ -101,7 +108,7 @@ def _roi_result(entry, where: str) -> RoiResult:
     ratio = entry.get("thrombus_muscle_ratio")
     return RoiResult(str(entry["name"]), _stage(entry.get("stage"), where),
                      _probabilities(entry.get("probabilities"), where), axis, slices,
-                     None if ratio is None else float(ratio))
+                     None if ratio is None else float(ratio), entry.get("reason"))
 
 
 def read_stage_result(folder) -> StageResult:
@@ -114,4 +121,4 @@ def read_stage_result(folder) -> StageResult:
     rois = [_roi_result(e, str(path)) for e in data.get("rois") or []]
     return StageResult(folder, _stage(data.get("stage"), str(path)), _probabilities(data.get("probabilities"), str(path)),
                        rois, dict(data.get("model") or {}), str(data.get("device", "")),
-                       dict(data.get("timings") or {}), dict(data.get("input") or {}))
+                       dict(data.get("timings") or {}), dict(data.get("input") or {}), data.get("reason"))

@@ -12,7 +12,15 @@ from ..core.progress import status
 from ..io.roi import BoxROI, read_rois, roi_names_unique, write_rois
 from ..io.volume import Volume, check_image_content, read_volume
 from ..models.catalog import resolve, verify_weights
-from .outputs import ATTENTION_FILES, REPORT_FILE, RESULT_FILE, ROIS_FILE, STAGE_OUTPUTS
+from .outputs import (
+    ATTENTION_FILES,
+    EVIDENCE_FILE,
+    OVERLAY_FILES,
+    REPORT_FILE,
+    RESULT_FILE,
+    ROIS_FILE,
+    STAGE_OUTPUTS,
+)
 
 STATUS_LINES_PER_ROI_UP_TO = 10   # past this many ROIs, one summary line instead of one line each
 
@@ -43,11 +51,11 @@ def load_stage_inputs(input_path: Path, roi_path: Path | None, auto_roi: bool) -
     return volume, rois
 
 
-def detect_for_staging(volume: Volume, device: str):
-    """ROIs from the bundled detector, with their scores."""
+def detect_for_staging(volume: Volume, device: str, detector=None):
+    """ROIs from the bundled detector (or an already loaded `detector`), with their scores."""
     from ..detection.detector import detect_rois
 
-    found = detect_rois(volume, device=device)
+    found = detect_rois(volume, model=detector, device=device)
     if found.warning:
         status(f"detect: {found.warning}")
     return list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)}
@@ -67,57 +75,65 @@ def _report_stages(result: dict) -> None:
 
 
 def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, device="auto", overwrite=False,
-                cancel=None, rois: list[BoxROI] | None = None, volume: Volume | None = None) -> dict | None:
+                cancel=None, rois: list[BoxROI] | None = None, volume: Volume | None = None,
+                stager=None, detector=None) -> dict | None:
     """Stage every ROI of a study and write the outputs of `outputs.STAGE_OUTPUTS` into `out`.
 
     Returns result.json's content (None when auto-detection finds no thrombus).  `rois`/`volume` let a
-    caller (the demo) pass what it already holds.
+    caller (the demo) pass what it already holds; `stager` (an `inference.Stager`) and `detector` (a
+    `detection.detector.Detector`) let one (the staging service) pass models it keeps loaded, checked
+    when they were loaded.
     """
     timings = {}
     started = time.perf_counter()
     if volume is None:
         volume, rois = load_stage_inputs(Path(input_path), roi_path, auto_roi)
     timings["read_input"] = time.perf_counter() - started
-    entry = resolve(model, "staging")
-    verify_weights(entry)
-    if rois is None:
+    entry = stager.entry if stager is not None else resolve(model, "staging")
+    if stager is None:
+        verify_weights(entry)
+    if detector is None:     # the detector finds ROIs and checks each ROI holds thrombus-like content
         verify_weights(resolve(None, "detector"))
     out = prepare_output(Path(out), overwrite, names=STAGE_OUTPUTS)
     # The model libraries load only now: a wrong input or a tampered model is refused without paying for them.
+    from ..detection.detector import load_detector
     from ..io.volume import write_volume
     from .attention import attention_volume
+    from .evidence import evidence_volume
     from .inference import Stager
     from .report import write_report
     from .results import build_result, write_result
 
     t = time.perf_counter()
-    stager = Stager(entry, device)
+    stager = stager if stager is not None else Stager(entry, device)
+    detector = load_detector(detector, device)
     timings["load_model"] = time.perf_counter() - t
     scores = None
     if rois is None:
         t = time.perf_counter()
-        rois, scores = detect_for_staging(volume, device)
+        rois, scores = detect_for_staging(volume, device, detector)
         timings["detect"] = time.perf_counter() - t
         write_rois(out / ROIS_FILE, rois)
         if not rois:
             status(f"stage: no thrombus found by auto-detection; nothing to stage ({ROIS_FILE} is empty)")
             return None
     t = time.perf_counter()
-    study, results = stager.stage(volume, rois, cancel=cancel)
+    study, results = stager.stage(volume, rois, cancel=cancel, want_evidence=stager.explains, detector=detector)
     timings["stage"] = time.perf_counter() - t
     t = time.perf_counter()
     overlays = {which: attention_volume(study, results, which) for which in ATTENTION_FILES}
-    for which, name in ATTENTION_FILES.items():
+    overlays["evidence"] = evidence_volume(study, results)
+    for which, name in OVERLAY_FILES.items():
         write_volume(overlays[which], out / name)
     write_rois(out / ROIS_FILE, rois)
     timings["overlays"] = time.perf_counter() - t
     result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
-                          timings, scores)
-    result["outputs"] = {"attention": ATTENTION_FILES["local-to-global"],
+                          timings, scores, trust=stager.trust)
+    result["outputs"] = {"evidence": EVIDENCE_FILE, "attention": ATTENTION_FILES["local-to-global"],
                          "attention_global_to_local": ATTENTION_FILES["global-to-local"],
                          "rois": ROIS_FILE, "report": REPORT_FILE}
     t = time.perf_counter()
-    write_report(out / REPORT_FILE, study, results, stager.classes, overlays["local-to-global"], result)
+    write_report(out / REPORT_FILE, study, results, stager.classes, overlays, result)
     result["timings"]["report"] = round(time.perf_counter() - t, 4)
     if volume.metadata.get("source_format") == "dicom":   # SEG + SR for PACS, listed before result.json is written
         from ..io.dicom_outputs import write_dicom_outputs
@@ -128,5 +144,5 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     result["timings"]["total"] = round(time.perf_counter() - started, 4)
     write_result(result, out / RESULT_FILE)
     _report_stages(result)
-    status(f"stage: wrote {RESULT_FILE}, {', '.join(ATTENTION_FILES.values())}, {ROIS_FILE}, {REPORT_FILE} to {out}")
+    status(f"stage: wrote {RESULT_FILE}, {', '.join(OVERLAY_FILES.values())}, {ROIS_FILE}, {REPORT_FILE} to {out}")
     return result

@@ -1,4 +1,6 @@
-"""report.png: one picture per study for the reader (slice with overlay and ROI, lesion zoom, curves, stage)."""
+"""report.png: one picture per study for the reader: the slice with the lesion evidence and the ROI, the
+lesion zoomed (plain and with evidence), the cross-attention as a second map, curves, the stage or why
+it is indeterminate."""
 
 from __future__ import annotations
 
@@ -7,14 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.stages import STAGE_COLORS
+from ..core.stages import INDETERMINATE_COLOR, STAGE_COLORS
 from .slices import StudyView
 
 REPORT_ROIS = 6   # ROIs listed by name in the picture
 
 
-def write_report(path: Path, study: StudyView, results, classes, attention, result: dict) -> Path:
-    """One picture per study: slice with overlay and ROI, zoom on the lesion, per-slice curve, stage."""
+def _heat_rgba(plt, heat: np.ndarray, cmap: str) -> np.ndarray:
+    rgba = plt.get_cmap(cmap)(heat)
+    rgba[..., 3] = np.clip(heat, 0, 1) * 0.75
+    return rgba
+
+
+def write_report(path: Path, study: StudyView, results, classes, overlays: dict, result: dict) -> Path:
+    """One picture per study; `overlays` maps "evidence" and "local-to-global" to volumes in the input's
+    geometry."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -25,25 +34,30 @@ def write_report(path: Path, study: StudyView, results, classes, attention, resu
 
     main = max(results, key=lambda r: float(np.max(r.probabilities)))
     image = study.orientation.apply(study.volume.array)
-    heat = study.orientation.apply(attention.array)
+    evidence = study.orientation.apply(overlays["evidence"].array)
+    attention = study.orientation.apply(overlays["local-to-global"].array)
     box = study.orientation.apply(main.roi.voxel_mask(study.volume))
     views = main.pairs.view_slices
-    s = int(views[len(views) // 2])
-    sl, hm = image[s].astype(np.float32), heat[s]
+    # the slice the stage leaned on most (the evidence peak), else the ROI's middle slice
+    peak = int(np.argmax(evidence[views].reshape(len(views), -1).max(axis=1))) if evidence[views].max() > 0 \
+        else len(views) // 2
+    s = int(views[peak])
+    sl = image[s].astype(np.float32)
     lo, hi = display_window(image[views])
     aspect = study.orientation.spacing[1] / study.orientation.spacing[2]
     rows, cols = np.flatnonzero(box[s].any(axis=1)), np.flatnonzero(box[s].any(axis=0))
 
-    fig = plt.figure(figsize=(13, 6.2), dpi=110)
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.5, 1, 1.2], height_ratios=[1, 1])
-    ax_full, ax_zoom = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[0, 1])
-    ax_plain, ax_curve, ax_bar = fig.add_subplot(grid[1, 1]), fig.add_subplot(grid[0, 2]), fig.add_subplot(grid[1, 2])
-    heat_rgba = plt.get_cmap("inferno")(hm)
-    heat_rgba[..., 3] = np.clip(hm, 0, 1) * 0.75
-    for ax in (ax_full, ax_zoom, ax_plain):
+    fig = plt.figure(figsize=(16, 6.2), dpi=110)
+    grid = fig.add_gridspec(2, 4, width_ratios=[1.5, 1, 1.2, 1.2], height_ratios=[1, 1])
+    ax_full, ax_plain, ax_zoom = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])
+    ax_att = fig.add_subplot(grid[:, 2])
+    ax_curve, ax_bar = fig.add_subplot(grid[0, 3]), fig.add_subplot(grid[1, 3])
+    heat = {ax_full: _heat_rgba(plt, evidence[s], "inferno"), ax_zoom: _heat_rgba(plt, evidence[s], "inferno"),
+            ax_att: _heat_rgba(plt, attention[s], "viridis")}
+    for ax in (ax_full, ax_zoom, ax_plain, ax_att):
         ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
-        if ax is not ax_plain:
-            ax.imshow(heat_rgba, aspect=aspect, interpolation="bilinear")
+        if ax in heat:
+            ax.imshow(heat[ax], aspect=aspect, interpolation="bilinear")
         ax.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1,
                                fill=False, ec="#00e5ff", lw=1.2))
         ax.set_xticks([]), ax.set_yticks([])
@@ -52,11 +66,12 @@ def write_report(path: Path, study: StudyView, results, classes, attention, resu
         ax.set_xlim(cols[0] - pad_c, cols[-1] + pad_c)
         ax.set_ylim(rows[-1] + pad_r, rows[0] - pad_r)
     axis = main.pairs.axis
-    vol_index = int(main.pairs.volume_slices[len(views) // 2])
-    ax_full.set_title(f"{main.roi.name}: slice {axis}={vol_index}, cross-attention (local→global)", fontsize=10)
+    vol_index = int(main.pairs.volume_slices[peak])
+    ax_full.set_title(f"{main.roi.name}: slice {axis}={vol_index}, lesion evidence", fontsize=10)
+    ax_att.set_title("cross-attention: where the lesion's tokens\nlooked in the whole slice", fontsize=10)
     ax_full.text(0.01, 0.99, "R", color="w", transform=ax_full.transAxes, va="top", fontsize=11)
     ax_full.text(0.99, 0.99, "L", color="w", transform=ax_full.transAxes, va="top", ha="right", fontsize=11)
-    ax_zoom.set_title("lesion with overlay", fontsize=10)
+    ax_zoom.set_title("lesion with evidence", fontsize=10)
     ax_plain.set_title("lesion (BTI)", fontsize=10)
 
     order = np.argsort(main.pairs.volume_slices)
@@ -94,10 +109,13 @@ def write_report(path: Path, study: StudyView, results, classes, attention, resu
     stage = result["stage"]
     fig.suptitle(f"DVT stage: {stage.upper()}   " +
                  "  ".join(f"{c} {result['probabilities'][c]:.0%}" for c in classes) +
-                 f"      model {result['model']['id']}", fontsize=13, color=STAGE_COLORS.get(stage, "k"))
+                 f"      model {result['model']['id']}", fontsize=13, color=STAGE_COLORS.get(stage, INDETERMINATE_COLOR))
+    if result.get("reason"):
+        fig.text(0.5, 0.935, f"why indeterminate: {result['reason']}", ha="center", fontsize=9,
+                 color=INDETERMINATE_COLOR)
     fig.text(0.5, 0.005, "Research software. Not for clinical use: the bundled model is trained on a synthetic phantom.",
              ha="center", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.02, 1, 0.92 if result.get("reason") else 0.95))
     tmp = Path(path).with_name(f".{Path(path).stem}.tmp.png")
     fig.savefig(tmp)
     plt.close(fig)

@@ -13,8 +13,10 @@ from ..io.dataset import load_json_schema
 from ..models.catalog import NOT_FOR_CLINICAL_USE
 from .outputs import RESULT_SCHEMA
 from .slices import StudyView
+from .trust import INDETERMINATE, study_decision
 
-STUDY_RULE = "study probabilities are the mean of the ROI probabilities; each ROI's are the mean of its slices"
+STUDY_RULE = ("study probabilities are the mean of the probabilities of the ROIs that could be staged; each ROI's "
+              "are the mean of its slices' calibrated probabilities")
 
 
 def _probs(classes, values) -> dict:
@@ -28,13 +30,16 @@ def roi_ratio(study: StudyView, roi) -> float | None:
 
 
 def build_result(study: StudyView, results, classes, model_entry, device: str, input_path: str,
-                 timings: dict, detection_scores: dict | None = None) -> dict:
+                 timings: dict, detection_scores: dict | None = None, trust=None) -> dict:
     rois = []
     for r in results:
         ratio = roi_ratio(study, r.roi)
         rois.append({
             "name": r.roi.name,
             "stage": r.stage(classes),
+            "reason": r.reason,
+            "ood_score": None if r.ood_score is None else round(float(r.ood_score), 3),
+            "thrombus_probability": None if r.thrombus_probability is None else round(float(r.thrombus_probability), 4),
             "probabilities": _probs(classes, r.probabilities),
             "slice_axis": r.pairs.axis,
             "slices": [{"index": int(i), "probabilities": _probs(classes, p)}
@@ -45,11 +50,16 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
             "box": r.roi.to_dict(),
             "detection_score": None if detection_scores is None else detection_scores.get(r.roi.name),
         })
-    study_probs = np.mean([r.probabilities for r in results], axis=0)
     card = model_entry.card
+    if trust is None:
+        study_probs, study_reason = np.mean([r.probabilities for r in results], axis=0), None
+    else:
+        study_probs, study_reason = study_decision([r.probabilities for r in results], [r.reason for r in results],
+                                                   trust)
     return {
         "schema": RESULT_SCHEMA,
-        "stage": classes[int(np.argmax(study_probs))],
+        "stage": INDETERMINATE if study_reason else classes[int(np.argmax(study_probs))],
+        "reason": study_reason,
         "probabilities": _probs(classes, study_probs),
         "classes": list(classes),
         "study_rule": STUDY_RULE,
@@ -60,6 +70,7 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
         "timings": {k: round(float(v), 4) for k, v in timings.items()},
         "input": {"path": str(input_path), "geometry": study.volume.geometry_dict()},
         "intended_use": NOT_FOR_CLINICAL_USE,
+        **({"trust": trust.card_section()} if trust is not None else {}),
     }
 
 

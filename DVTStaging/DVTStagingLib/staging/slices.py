@@ -1,5 +1,10 @@
 """Slice pairs for VDPF: the whole slice (I_G) and the same slice outside the ROI box zeroed (I_L).
 
+Beyond the paper, the local image can instead be a zoomed view: a square
+window around the box (InputSpec.zoom_context x its larger side, at least
+zoom_min_mm) resampled to the input size, so the lesion is seen at full
+resolution while I_G keeps the context (InputSpec.local_view = "zoom").
+
 Slices are taken in a patient plane (axial by default, as in the paper),
 whatever the volume's stack direction: the voxel array is only transposed
 and flipped, never interpolated across slices, so every model slice is one
@@ -81,9 +86,56 @@ def prepare_study(volume: Volume, spec: InputSpec) -> StudyView:
     return StudyView(volume, spec, orientation, np.ascontiguousarray(scaled), frame)
 
 
+def _sampling_grid(rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """grid_sample's [1, H, W, 2] grid of (x, y) from normalised row and column positions."""
+    gr, gc = torch.meshgrid(torch.from_numpy(rows).float(), torch.from_numpy(cols).float(), indexing="ij")
+    return torch.stack([gc, gr], dim=-1)[None]
+
+
+@dataclass(frozen=True)
+class ZoomWindow:
+    """A square window (in millimetres) of the view slice, in continuous view-pixel coordinates.
+
+    Pixel (r, c) covers [r, r+1) x [c, c+1); the window spans centre +- half along rows and columns.
+    """
+
+    center: tuple[float, float]
+    half: tuple[float, float]     # half side in view pixels along (rows, cols)
+
+    def crop(self, planes: torch.Tensor, size: int) -> torch.Tensor:
+        """[n, rows, cols] view slices -> [n, 1, size, size] window images (zeros outside the slice)."""
+        n, rows, cols = planes.shape
+        steps = (np.arange(size) + 0.5) / size * 2 - 1                 # -1..1 across the window
+        r = self.center[0] + steps * self.half[0]
+        c = self.center[1] + steps * self.half[1]
+        grid = _sampling_grid(2 * r / rows - 1, 2 * c / cols - 1).expand(n, -1, -1, -1)
+        return F.grid_sample(planes[:, None].float(), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+
+    def to_view(self, square: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """[n, S, S] maps on the window grid -> [n, rows, cols] view-slice maps (zero outside the window)."""
+        n = square.shape[0]
+        r = ((np.arange(rows) + 0.5) - self.center[0]) / self.half[0]     # window-normalised, -1..1 inside
+        c = ((np.arange(cols) + 0.5) - self.center[1]) / self.half[1]
+        grid = _sampling_grid(r, c).expand(n, -1, -1, -1)
+        return F.grid_sample(square[:, None].float(), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)[:, 0]
+
+
+def zoom_window(box: np.ndarray, spacing_rc: tuple[float, float], spec: InputSpec) -> ZoomWindow:
+    """The window around a [slice, row, col] box mask: its larger side x zoom_context, >= zoom_min_mm."""
+    rows = np.flatnonzero(box.any(axis=(0, 2)))
+    cols = np.flatnonzero(box.any(axis=(0, 1)))
+    height_mm = (rows[-1] - rows[0] + 1) * spacing_rc[0]
+    width_mm = (cols[-1] - cols[0] + 1) * spacing_rc[1]
+    side_mm = max(max(height_mm, width_mm) * spec.zoom_context, spec.zoom_min_mm)
+    return ZoomWindow(((rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2),
+                      (side_mm / 2 / spacing_rc[0], side_mm / 2 / spacing_rc[1]))
+
+
 @dataclass
 class SlicePairs:
-    """Model inputs for one ROI: I_G, the box mask (I_L = I_G * mask) and where each slice came from."""
+    """Model inputs for one ROI: I_G, the box mask, I_L and where each slice came from."""
 
     roi: BoxROI
     global_images: torch.Tensor   # [n, 1, S, S]
@@ -91,21 +143,30 @@ class SlicePairs:
     view_slices: np.ndarray       # slice index in the view order
     volume_slices: np.ndarray     # index along the volume's own axis (see `axis`)
     axis: str                     # "i", "j" or "k": the volume axis the slices cut across
+    zoom: ZoomWindow | None = None          # set for the zoomed local view
+    zoomed_images: torch.Tensor | None = None
 
     @property
     def local_images(self) -> torch.Tensor:
-        return self.global_images * self.box_masks
+        """I_L: the paper's masked slice, or the zoomed window when the model was trained on that."""
+        return self.zoomed_images if self.zoomed_images is not None else self.global_images * self.box_masks
 
     def __len__(self) -> int:
         return len(self.view_slices)
 
 
-def slice_pairs(study: StudyView, roi: BoxROI) -> SlicePairs:
-    """Every view slice the ROI covers, as model-ready global images and box masks."""
+def roi_box_in_view(study: StudyView, roi: BoxROI) -> tuple[np.ndarray, np.ndarray]:
+    """The ROI's [slice, row, col] voxel mask in the view order, and the view slices it covers."""
     box = study.orientation.apply(roi.voxel_mask(study.volume))
     covered = np.flatnonzero(box.any(axis=(1, 2)))
     if covered.size == 0:
         raise UserError(f"ROI '{roi.name}' covers no voxel of the volume")
+    return box, covered
+
+
+def slice_pairs(study: StudyView, roi: BoxROI) -> SlicePairs:
+    """Every view slice the ROI covers, as model-ready global images, box masks and local images."""
+    box, covered = roi_box_in_view(study, roi)
     planes = torch.from_numpy(study.scaled[covered])
     masks = torch.from_numpy(np.ascontiguousarray(box[covered]).astype(np.float32))
     size = study.spec.size
@@ -113,17 +174,20 @@ def slice_pairs(study: StudyView, roi: BoxROI) -> SlicePairs:
     mask_images = to_model_grid(masks, study.frame, size).clamp_(0, 1)
     n_slices = study.scaled.shape[0]
     volume_axis = 2 - study.orientation.axes[0]
+    window = zoomed = None
+    if study.spec.local_view == "zoom":
+        window = zoom_window(box, study.orientation.spacing[1:], study.spec)
+        zoomed = window.crop(planes, size)
     return SlicePairs(
         roi, images, mask_images, covered,
         np.array([study.orientation.volume_index(int(s), n_slices) for s in covered]),
-        "ijk"[volume_axis],
+        "ijk"[volume_axis], window, zoomed,
     )
 
 
 def lesion_crops(study: StudyView, roi: BoxROI, margin_px: int = 5) -> torch.Tensor:
     """[n, 1, S, S] crops of the ROI box (+ margin in view pixels) on each slice it covers (baselines)."""
-    box = study.orientation.apply(roi.voxel_mask(study.volume))
-    covered = np.flatnonzero(box.any(axis=(1, 2)))
+    box, covered = roi_box_in_view(study, roi)
     rows = np.flatnonzero(box.any(axis=(0, 2)))
     cols = np.flatnonzero(box.any(axis=(0, 1)))
     r0, r1 = max(rows[0] - margin_px, 0), min(rows[-1] + margin_px + 1, box.shape[1])

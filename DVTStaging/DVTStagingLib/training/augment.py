@@ -38,7 +38,9 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.reshape(n, c, h, w)
 
 
-def augment_intensity(x: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> torch.Tensor:
+def augment_intensity(x: torch.Tensor, gen: torch.Generator, p: float = 0.3, keep_ratios: bool = False) -> torch.Tensor:
+    """Blur, noise, gamma, contrast, low resolution; keep_ratios leaves out gamma and contrast (their
+    random draws still happen, so the other augmentations see the same random stream)."""
     n = x.shape[0]
 
     def chosen():
@@ -51,11 +53,13 @@ def augment_intensity(x: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> 
     x = x + sel * torch.randn(x.shape, generator=gen) * 0.03
     sel = chosen()
     gamma = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * 0.3)[:, None, None, None]
-    x = sel * x.clamp(min=0).pow(gamma) + (1 - sel) * x
+    if not keep_ratios:
+        x = sel * x.clamp(min=0).pow(gamma) + (1 - sel) * x
     sel = chosen()
     contrast = (0.75 + torch.rand(n, generator=gen) * 0.5)[:, None, None, None]
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    x = sel * ((x - mean) * contrast + mean) + (1 - sel) * x
+    if not keep_ratios:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        x = sel * ((x - mean) * contrast + mean) + (1 - sel) * x
     sel = chosen()
     h, w = x.shape[-2:]
     low = F.interpolate(F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False),
@@ -64,10 +68,10 @@ def augment_intensity(x: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> 
     return x.clamp(0, 2.55)
 
 
-def augment_batch(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator):
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, keep_ratios: bool = False):
     """Augmented (global images, box masks); masks stay in [0, 1]."""
     theta = _random_affine(images.shape[0], gen)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return augment_intensity(images, gen), masks.clamp(0, 1)
+    return augment_intensity(images, gen, keep_ratios=keep_ratios), masks.clamp(0, 1)

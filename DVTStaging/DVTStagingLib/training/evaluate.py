@@ -17,6 +17,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.files import write_json_atomic
 from ..core.progress import status
+from ..core.stages import INDETERMINATE
 from ..io.dataset import load_dataset
 from ..models.config import ABLATIONS, BASELINES, ModelConfig, load_config, variant
 from .metrics import staging_metrics
@@ -51,26 +52,64 @@ def confusion_png(path: Path, metrics: dict, title: str) -> Path:
     return path
 
 
+def reliability_png(path: Path, staging: dict, title: str) -> Path:
+    """Reliability diagram: accuracy against confidence per bin, bar width = bin, the diagonal is perfect."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    bins = [b for b in staging["reliability"] if b["n"]]
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfectly calibrated")
+    ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins],
+           width=[b["high"] - b["low"] for b in bins], edgecolor="k", color="#1f77b4", alpha=0.7, label="accuracy")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="#d62728", ms=4,
+            label="mean confidence")
+    for b in bins:
+        ax.text((b["low"] + b["high"]) / 2, min(b["accuracy"] + 0.03, 0.97), str(b["n"]), ha="center", fontsize=7)
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (highest calibrated probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE {staging['ece']:.3f}  (n={staging['n']} ROIs; numbers: ROIs per bin)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test", device: str = "auto",
                    overwrite: bool = False) -> dict:
     from ..core.files import prepare_output
     from ..staging.inference import Stager
-    from .predict import predict_bank
+    from .calibration import (
+        expected_calibration_error,
+        reliability_bins,
+        trusted_predictions,
+    )
     from .slice_bank import build_slice_bank
 
     dataset = load_dataset(data)
-    out = prepare_output(Path(out), overwrite, names=("metrics.json", "confusion.png"))
+    out = prepare_output(Path(out), overwrite, names=("metrics.json", "confusion.png", "reliability.png"))
     stager = Stager(model, device)
     bank = build_slice_bank(dataset, stager.cfg.input, with_crops=stager.cfg.architecture != "vdpf",
-                            crop_margin=stager.cfg.crop_margin_px).split(split)
+                            crop_margin=stager.cfg.crop_margin_px)
+    bank = bank if split == "all" else bank.split(split)
     if not bank.rois:
         raise UserError(f"{data}: the '{split}' split has no labeled ROI")
-    _, probs = predict_bank(stager.model, bank, stager.device)
-    staging = staging_metrics(bank.roi_labels(), probs, list(dataset.classes))
-    staging["unit"] = "thrombus ROI (mean of its slice probabilities)"
+    probs, reasons, scores = trusted_predictions(stager.model, stager.trust, bank, stager.device)
+    reasons = _with_content_check(dataset, bank, reasons, device)
+    labels = bank.roi_labels()
+    staging = staging_metrics(labels, probs, list(dataset.classes), [r is not None for r in reasons])
+    staging["unit"] = "thrombus ROI (mean of its slices' calibrated probabilities; indeterminate counts as wrong)"
+    staging["ece"] = expected_calibration_error(probs, labels)
+    staging["reliability"] = reliability_bins(probs, labels)
     staging["predictions"] = [{"case": r["case"], "roi": r["roi"], "truth": r["stage"],
+                               "stage": dataset.classes[int(np.argmax(p))] if why is None else INDETERMINATE,
+                               "reason": why, "ood_score": score,
                                "probabilities": dict(zip(dataset.classes, map(float, p)))}
-                              for r, p in zip(bank.rois, probs)]
+                              for r, p, why, score in zip(bank.rois, probs, reasons, scores)]
     metrics = {
         "schema": METRICS_SCHEMA,
         "dataset": dataset.provenance(),   # what was scored, not where it lay on this machine
@@ -81,11 +120,47 @@ def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test"
     detection = _detection_section(dataset, split, device, out, stager, staging)
     if detection is not None:
         metrics["detection"] = detection
+    if stager.explains:
+        from .explanation import explain_cases
+
+        metrics["explanation"] = explain_cases(dataset, _cases(dataset, split), stager)
     write_json_atomic(out / "metrics.json", metrics)
     confusion_png(out / "confusion.png", staging, f"{stager.entry.id} on {split}")
-    status(f"evaluate: {split} macro F1 {staging['macro_f1']:.3f}, accuracy {staging['accuracy']:.3f} "
+    reliability_png(out / "reliability.png", staging, f"{stager.entry.id} on {split}")
+    status(f"evaluate: {split} macro F1 {staging['macro_f1']:.3f}, accuracy {staging['accuracy']:.3f}, "
+           f"ECE {staging['ece']:.3f}, indeterminate {staging['indeterminate_rate']:.1%} "
            f"(n={staging['n']} ROIs); wrote {out / 'metrics.json'}")
     return metrics
+
+
+def _with_content_check(dataset, bank, reasons: list, device: str) -> list:
+    """The detector's thrombus-content check of `stage`, on the ROIs the model would answer."""
+    from ..detection.detector import load_detector
+    from ..detection.view import prepare_view
+    from ..io.roi import read_rois
+    from ..io.volume import read_volume
+    from ..staging.content import roi_thrombus_probability
+    from ..staging.trust import content_reason
+
+    detector = load_detector(None, device)
+    cases = {c.id: c for c in dataset.cases}
+    reasons = list(reasons)
+    for case_id in dict.fromkeys(r["case"] for r in bank.rois):
+        todo = [n for n, r in enumerate(bank.rois) if r["case"] == case_id and reasons[n] is None]
+        if not todo:
+            continue
+        case = cases[case_id]
+        volume = read_volume(dataset.path(case.image))
+        view = prepare_view(volume, detector.spec)
+        rois = {roi.name: roi for f in case.rois for roi in read_rois(dataset.path(f))}
+        for n in todo:
+            p = roi_thrombus_probability(detector, volume, rois[bank.rois[n]["roi"]], view)
+            reasons[n] = content_reason(p, detector.post.pixel_threshold)
+    return reasons
+
+
+def _cases(dataset, split: str):
+    return list(dataset.cases) if split == "all" else dataset.split(split)
 
 
 def _detection_section(dataset, split, device, out, stager, staging) -> dict | None:
@@ -97,24 +172,27 @@ def _detection_section(dataset, split, device, out, stager, staging) -> dict | N
         return None
     if not list_models("detector"):
         return None
-    cases = dataset.split(split)
+    cases = _cases(dataset, split)
     found = evaluate_detection(dataset, cases, device=device, out_dir=out)
     section = dict(found["metrics"])
     section["staging_macro_f1_true_rois"] = staging["macro_f1"]
-    section["staging_macro_f1_detected_rois"] = _staging_with_detected_rois(dataset, cases, found["rois"], stager)
+    detected = _staging_with_detected_rois(dataset, cases, found["rois"], stager)
+    section["staging_macro_f1_detected_rois"] = detected["macro_f1"]
+    section["staging_detected_rois"] = {k: detected[k] for k in ("n", "accuracy", "macro_f1", "indeterminate_rate",
+                                                                 "per_class_auc")}
     return section
 
 
-def _staging_with_detected_rois(dataset, cases, detected: dict, stager) -> float:
-    """Macro F1 when each true thrombus is staged from the detected ROI that overlaps it most.
+def _staging_with_detected_rois(dataset, cases, detected: dict, stager) -> dict:
+    """Staging metrics when each true thrombus is staged from the detected ROI that overlaps it most.
 
-    A thrombus that no detected ROI overlaps counts as an error.
+    A thrombus that no detected ROI overlaps counts as an error, and so does an indeterminate answer.
     """
     from ..io.roi import read_rois
     from ..io.volume import read_volume
 
     classes = list(dataset.classes)
-    truths, probs = [], []
+    truths, probs, abstained = [], [], []
     for case in cases:
         volume = read_volume(dataset.path(case.image))
         candidates = detected.get(case.id, [])
@@ -129,12 +207,13 @@ def _staging_with_detected_rois(dataset, cases, detected: dict, stager) -> float
                 overlaps = [float((m & truth_mask).sum()) for m in masks]
                 truths.append(classes.index(stage))
                 if overlaps and max(overlaps) > 0:
-                    probs.append(staged[int(np.argmax(overlaps))].probabilities)
+                    best = staged[int(np.argmax(overlaps))]
+                    probs.append(best.probabilities)
+                    abstained.append(best.reason is not None)
                 else:
-                    miss = np.full(len(classes), 0.0)
-                    miss[(classes.index(stage) + 1) % len(classes)] = 1.0
-                    probs.append(miss)
-    return staging_metrics(truths, probs, classes)["macro_f1"]
+                    probs.append(np.full(len(classes), 1.0 / len(classes)))
+                    abstained.append(True)      # missed by the detector: no answer for this thrombus
+    return staging_metrics(truths, probs, classes, abstained)
 
 
 # ---------------------------------------------------------------------------

@@ -40,18 +40,31 @@ def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def staging_metrics(truth, probabilities, classes) -> dict:
-    """Metrics of per-ROI predictions: truth [n] class indices, probabilities [n, classes]."""
+def staging_metrics(truth, probabilities, classes, indeterminate=None) -> dict:
+    """Metrics of per-ROI predictions: truth [n] class indices, probabilities [n, classes].
+
+    `indeterminate` [n] marks ROIs the model abstained on.  Each counts as a wrong answer: scored as the
+    most probable class other than the true one (so an abstention on a wrong answer scores exactly as that
+    answer, and one on a right answer as a wrong one), which means abstaining can never raise accuracy or
+    macro F1.  AUC uses the probabilities of every ROI.
+    """
     truth = np.asarray(truth, int)
     probabilities = np.asarray(probabilities, float)
+    abstained = np.zeros(len(truth), bool) if indeterminate is None else np.asarray(indeterminate, bool)
     predicted = probabilities.argmax(axis=1)
-    cm = confusion(truth, predicted, len(classes))
+    others = probabilities.copy()
+    others[np.arange(len(truth)), truth] = -np.inf
+    scored = np.where(abstained, others.argmax(axis=1), predicted) if len(truth) else predicted
+    cm = confusion(truth, scored, len(classes))
     return {
-        "n": int(len(truth)),
-        "accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
+        "n": len(truth),
+        "accuracy": float((scored == truth).mean()) if len(truth) else 0.0,
         "macro_f1": macro_f1(cm),
+        "indeterminate_rate": float(abstained.mean()) if len(truth) else 0.0,
         "per_class_auc": {c: binary_auc(probabilities[:, k], truth == k) for k, c in enumerate(classes)},
         "confusion": cm.tolist(),
-        "confusion_axes": "rows: true stage, columns: predicted stage, in the order of 'classes'",
+        "confusion_axes": "rows: true stage, columns: predicted stage, in the order of 'classes'; an "
+                          "'indeterminate' answer is counted as its most probable wrong stage",
+        "indeterminate_per_class": np.bincount(truth[abstained], minlength=len(classes)).tolist(),
         "classes": list(classes),
     }

@@ -9,11 +9,12 @@ from ..models.build import uses_crops
 from .slice_bank import SliceBank
 
 
-def model_inputs(model, images: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor | None):
-    """What the network takes: (I_G, I_L) for VDPF, (crop,) for the crop baselines."""
+def model_inputs(model, images: torch.Tensor, masks: torch.Tensor, crops: torch.Tensor | None,
+                 zoomed: torch.Tensor | None = None):
+    """What the network takes: (I_G, I_L) for VDPF (I_L masked or zoomed), (crop,) for the crop baselines."""
     if uses_crops(model):
         return (crops,)
-    return images, images * masks
+    return images, (images * masks if zoomed is None else zoomed)
 
 
 @torch.inference_mode()
@@ -22,8 +23,7 @@ def predict_bank(model, bank: SliceBank, device: torch.device, batch_size: int =
     model.eval()
     out = []
     for start in range(0, len(bank.images), batch_size):
-        g, m, c = bank.tensors(slice(start, start + batch_size))
-        inputs = [t.to(device) for t in model_inputs(model, g, m, c)]
+        inputs = [t.to(device) for t in model_inputs(model, *bank.tensors(slice(start, start + batch_size)))]
         out.append(torch.softmax(model(*inputs).float(), dim=1).cpu())
     slice_probs = torch.cat(out).numpy() if out else np.zeros((0, 3))
     n_rois = len(bank.rois)

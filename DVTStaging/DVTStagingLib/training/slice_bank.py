@@ -37,6 +37,13 @@ class SliceBank:
     crops: np.ndarray | None  # [M, S, S] uint8 lesion crops (baselines)
     roi_of_slice: np.ndarray  # [M] index into rois
     rois: list[dict]          # {"case", "roi", "stage", "label", "split"}
+    zoomed: np.ndarray | None = None   # [M, S, S] uint8 zoomed local views (InputSpec.local_view "zoom")
+
+    def _keep(self, keep) -> tuple:
+        return (self.images[keep], self.masks[keep], None if self.crops is None else self.crops[keep])
+
+    def _kept_zoom(self, keep):
+        return None if self.zoomed is None else self.zoomed[keep]
 
     def roi_labels(self) -> np.ndarray:
         return np.array([r["label"] for r in self.rois], dtype=np.int64)
@@ -45,9 +52,8 @@ class SliceBank:
         roi_indices = list(roi_indices)
         remap = {old: new for new, old in enumerate(roi_indices)}
         keep = np.isin(self.roi_of_slice, roi_indices)
-        return SliceBank(self.images[keep], self.masks[keep], None if self.crops is None else self.crops[keep],
-                         np.array([remap[r] for r in self.roi_of_slice[keep]], dtype=np.int64),
-                         [self.rois[i] for i in roi_indices])
+        return SliceBank(*self._keep(keep), np.array([remap[r] for r in self.roi_of_slice[keep]], dtype=np.int64),
+                         [self.rois[i] for i in roi_indices], self._kept_zoom(keep))
 
     def thinned(self, per_roi: int) -> "SliceBank":
         """At most `per_roi` evenly spaced slices of each ROI."""
@@ -56,18 +62,18 @@ class SliceBank:
             idx = np.flatnonzero(self.roi_of_slice == r)
             if len(idx):
                 keep[idx[np.unique(np.linspace(0, len(idx) - 1, min(per_roi, len(idx))).round().astype(int))]] = True
-        return SliceBank(self.images[keep], self.masks[keep], None if self.crops is None else self.crops[keep],
-                         self.roi_of_slice[keep], self.rois)
+        return SliceBank(*self._keep(keep), self.roi_of_slice[keep], self.rois, self._kept_zoom(keep))
 
     def split(self, name: str) -> "SliceBank":
         return self.subset([i for i, r in enumerate(self.rois) if r["split"] == name])
 
-    def tensors(self, index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Float tensors [n, 1, S, S] of global images, box masks and crops for slice indices."""
-        g = torch.from_numpy(self.images[index]).float().div_(IMAGE_SCALE)[:, None]
-        m = torch.from_numpy(self.masks[index]).float().div_(255.0)[:, None]
-        c = None if self.crops is None else torch.from_numpy(self.crops[index]).float().div_(IMAGE_SCALE)[:, None]
-        return g, m, c
+    def tensors(self, index) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Float tensors [n, 1, S, S] of global images, box masks, crops and zoomed views for slice indices."""
+        def scaled(array, scale):
+            return None if array is None else torch.from_numpy(array[index]).float().div_(scale)[:, None]
+
+        return (scaled(self.images, IMAGE_SCALE), scaled(self.masks, 255.0), scaled(self.crops, IMAGE_SCALE),
+                scaled(self.zoomed, IMAGE_SCALE))
 
 
 def _to_uint8(t: torch.Tensor, scale: float) -> np.ndarray:
@@ -79,8 +85,9 @@ def roi_items(study, roi, meta: dict, with_crops: bool, crop_margin: int) -> dic
     pairs = slice_pairs(study, roi)
     pick = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_SLICES_PER_ROI)).round().astype(int))
     crops = _to_uint8(lesion_crops(study, roi, crop_margin)[pick], IMAGE_SCALE) if with_crops else None
+    zoomed = None if pairs.zoomed_images is None else _to_uint8(pairs.zoomed_images[pick], IMAGE_SCALE)
     return {"meta": meta, "images": _to_uint8(pairs.global_images[pick], IMAGE_SCALE),
-            "masks": _to_uint8(pairs.box_masks[pick], 255.0), "crops": crops}
+            "masks": _to_uint8(pairs.box_masks[pick], 255.0), "crops": crops, "zoomed": zoomed}
 
 
 def _case_slices(root: str, case: dict, spec: dict, classes: list[str], with_crops: bool, crop_margin: int):
@@ -108,6 +115,7 @@ def bank_from_items(items: list[dict], with_crops: bool) -> SliceBank:
         np.concatenate([i["crops"] for i in items]) if with_crops else None,
         np.concatenate([np.full(len(i["images"]), n) for n, i in enumerate(items)]).astype(np.int64),
         [i["meta"] for i in items],
+        np.concatenate([i["zoomed"] for i in items]) if items[0].get("zoomed") is not None else None,
     )
 
 
@@ -127,8 +135,9 @@ def build_slice_bank(dataset: Dataset, spec: InputSpec, with_crops: bool = False
     cache_path = dataset.root / ".dvt-cache" / f"slices-{_cache_key(dataset, spec, with_crops, crop_margin)}.npz"
     if cache and cache_path.is_file():
         with np.load(cache_path, allow_pickle=False) as z:
+            zoomed = z["zoomed"] if "zoomed" in z.files and z["zoomed"].size else None
             return SliceBank(z["images"], z["masks"], z["crops"] if with_crops else None, z["roi_of_slice"],
-                             json.loads(str(z["rois"])))
+                             json.loads(str(z["rois"])), zoomed)
     cases = [c.to_json() for c in dataset.cases]
     args = (str(dataset.root),)
     classes = list(dataset.classes)
@@ -153,7 +162,8 @@ def build_slice_bank(dataset: Dataset, spec: InputSpec, with_crops: bool = False
             tmp = cache_path.with_name(f".{cache_path.stem}.tmp.npz")
             np.savez(tmp, images=bank.images, masks=bank.masks,
                      crops=bank.crops if with_crops else np.zeros(0, np.uint8),
-                     roi_of_slice=bank.roi_of_slice, rois=np.array(json.dumps(bank.rois)))
+                     roi_of_slice=bank.roi_of_slice, rois=np.array(json.dumps(bank.rois)),
+                     zoomed=bank.zoomed if bank.zoomed is not None else np.zeros(0, np.uint8))
             os.replace(tmp, cache_path)
         except OSError:
             pass    # a read-only dataset just goes without a cache

@@ -31,6 +31,12 @@ from ..models.catalog import NOT_FOR_CLINICAL_USE, save_model, user_dir
 from ..models.config import ModelConfig
 from ..models.devices import resolve_device
 from .augment import augment_batch
+from .calibration import (
+    expected_calibration_error,
+    fit_trust,
+    trust_tensors,
+    trusted_predictions,
+)
 from .metrics import staging_metrics
 from .predict import model_inputs, predict_bank
 from .slice_bank import SliceBank, build_slice_bank
@@ -96,11 +102,14 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 def _batch(model, bank: SliceBank, index, gen: torch.Generator, device):
-    g, m, c = bank.tensors(np.sort(index))
-    g, m = augment_batch(g, m, gen)
+    g, m, c, z = bank.tensors(np.sort(index))
+    keep = model.cfg.augmentation == "ratio-preserving"
+    g, m = augment_batch(g, m, gen, keep)
     if c is not None:
-        c, _ = augment_batch(c, torch.ones_like(c), gen)
-    return [t.to(device) for t in model_inputs(model, g, m, c)]
+        c, _ = augment_batch(c, torch.ones_like(c), gen, keep)
+    if z is not None:
+        z, _ = augment_batch(z, torch.ones_like(z), gen, keep)
+    return [t.to(device) for t in model_inputs(model, g, m, c, z)]
 
 
 def _save_checkpoint(path: Path, model, optimizer, state: dict):
@@ -242,19 +251,24 @@ def run_training(data: Path, config: ModelConfig, out: Path, seed: int = 0, devi
         if not dist_env.main:
             return None
         classes = list(dataset.classes)
+        trust, _ = fit_trust(model, train_bank, val_bank, dev)
         metrics = {}
         for name, part in (("val", val_bank), ("test", test_bank)):
             if part.rois:
-                _, probs = predict_bank(model, part, dev)
-                metrics[name] = staging_metrics(part.roi_labels(), probs, classes)
+                probs, reasons, _ = trusted_predictions(model, trust, part, dev)
+                metrics[name] = staging_metrics(part.roi_labels(), probs, classes, [r is not None for r in reasons])
+                metrics[name]["ece"] = expected_calibration_error(probs, part.roi_labels())
         model_id = model_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         card = model_card(config, dataset.provenance(), record, metrics, seed)
-        entry = save_model(model.state_dict(), card, out, model_id)
+        card["trust"] = trust.card_section()
+        weights = {**model.state_dict(), **trust_tensors(trust)}
+        entry = save_model(weights, card, out, model_id)
         if publish:
-            save_model(model.state_dict(), card, user_dir(), model_id)
+            save_model(weights, card, user_dir(), model_id)
             status(f"train: model '{model_id}' added to the catalogue ({user_dir()})")
         for name, m in metrics.items():
-            status(f"train: {name} macro F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f} (n={m['n']} ROIs)")
+            status(f"train: {name} macro F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f}, "
+                   f"indeterminate {m['indeterminate_rate']:.0%} (n={m['n']} ROIs)")
         status(f"train: model card {entry.card_path}")
         return card
     finally:

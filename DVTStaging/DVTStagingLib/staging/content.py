@@ -1,0 +1,32 @@
+"""Is there thrombus-like content in an ROI?  The bundled detector's thrombus probability inside the box.
+
+A second abstention signal beside the feature-space distance (staging.trust): an ROI placed on a normal
+vein or on muscle of an otherwise familiar study looks in-distribution to the staging network, but the
+detector, trained to find thrombus voxels, sees none there.  Only the ROI's slices are run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..detection.view import prepare_view, resample_mask
+from ..io.roi import BoxROI
+from ..io.volume import Volume
+
+
+@torch.inference_mode()
+def roi_thrombus_probability(detector, volume: Volume, roi: BoxROI, view=None) -> float:
+    """The highest thrombus probability the detector gives a voxel inside the ROI box (0..1)."""
+    view = view if view is not None else prepare_view(volume, detector.spec)
+    box = resample_mask(view, roi.voxel_mask(volume)) > 0.5
+    slices = np.flatnonzero(box.flatten(1).any(dim=1).numpy())
+    if slices.size == 0:
+        return 0.0
+    best = 0.0
+    for start in range(0, len(slices), 16):
+        idx = slices[start: start + 16]
+        x = view.inputs(idx).to(detector.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+        prob = torch.sigmoid(detector.network(x).float()).cpu()
+        best = max(best, float((prob * box[idx]).amax()))
+    return best

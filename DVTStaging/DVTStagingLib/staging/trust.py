@@ -1,0 +1,116 @@
+"""Answers that can be trusted or say they are indeterminate: temperature scaling, a confidence threshold and an
+out-of-distribution check, all fit on the model's own data and stored with the model.
+
+- Temperature T (fit on the validation split): slice probabilities are softmax(logits / T).
+- Confidence threshold (chosen on validation): an ROI whose highest calibrated probability is below it
+  is "indeterminate: not confident".
+- Out-of-distribution: the Mahalanobis distance (Lee et al. 2018) of each slice's fused feature vector to
+  the nearest class mean, with one covariance shared by the classes, both fit on the training split only.
+  An ROI's score is the median over its slices; above the threshold (chosen on validation) the ROI is
+  "indeterminate: not what the model knows".
+
+The card holds the scalars (`trust` section); the weights file holds the means and the precision matrix
+under the `trust.` prefix, so the sha256 of the weights covers them too.  Numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.stages import INDETERMINATE  # noqa: F401  (re-exported: the stage a Trust gives)
+
+TRUST_PREFIX = "trust."
+REASON_OOD = "out of distribution"
+REASON_UNSURE = "not confident"
+REASON_NO_THROMBUS = "no thrombus-like content"
+
+
+@dataclass
+class Trust:
+    temperature: float = 1.0
+    confidence_threshold: float | None = None
+    ood_threshold: float | None = None
+    class_means: np.ndarray | None = None      # [classes, D]
+    precision: np.ndarray | None = None        # [D, D], shared by the classes
+    fit: dict | None = None                    # how each part was fit (for the card)
+
+    # -- storage -----------------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, card: dict, state: dict) -> Trust:
+        """The card's `trust` section and the weights' `trust.*` tensors (removed from `state`)."""
+        tensors = {k[len(TRUST_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(TRUST_PREFIX)}
+        section = card.get("trust") or {}
+        means, precision = tensors.get("class_means"), tensors.get("precision")
+        return cls(
+            temperature=float(section.get("temperature", 1.0)),
+            confidence_threshold=section.get("confidence_threshold"),
+            ood_threshold=section.get("ood_threshold") if means is not None else None,
+            class_means=None if means is None else means.double().numpy(),
+            precision=None if precision is None else precision.double().numpy(),
+            fit=section.get("fit"),
+        )
+
+    def card_section(self) -> dict:
+        return {"temperature": self.temperature, "confidence_threshold": self.confidence_threshold,
+                "ood_threshold": self.ood_threshold,
+                "ood_method": "median over the ROI's slices of the Mahalanobis distance of the fused features "
+                              "to the nearest class mean (shared covariance, fit on the training split)",
+                "fit": self.fit or {}}
+
+    def tensors(self) -> dict:
+        """numpy arrays to store beside the network's weights (prefix added by the caller)."""
+        if self.class_means is None:
+            return {}
+        return {"class_means": self.class_means.astype(np.float32), "precision": self.precision.astype(np.float32)}
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def slice_distances(self, features: np.ndarray) -> np.ndarray | None:
+        """[n] distance of each feature row to the nearest class mean (None without a fitted check)."""
+        if self.class_means is None or len(features) == 0:
+            return None
+        x = np.asarray(features, np.float64)
+        d2 = np.stack([np.einsum("nd,de,ne->n", x - m, self.precision, x - m) for m in self.class_means], axis=1)
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+    def roi_ood_score(self, features: np.ndarray) -> float | None:
+        distances = self.slice_distances(features)
+        return None if distances is None else float(np.median(distances))
+
+    def decide(self, probabilities: np.ndarray, ood_score: float | None) -> str | None:
+        """None when the ROI may be staged, else the reason it is indeterminate (one line)."""
+        if ood_score is not None and self.ood_threshold is not None and ood_score > self.ood_threshold:
+            return (f"{REASON_OOD}: the ROI does not look like the studies the model was trained on "
+                    f"(feature distance {ood_score:.1f} > {self.ood_threshold:.1f})")
+        confidence = float(np.max(probabilities))
+        if self.confidence_threshold is not None and confidence < self.confidence_threshold:
+            return (f"{REASON_UNSURE}: highest probability {confidence:.2f} is below "
+                    f"{self.confidence_threshold:.2f} (threshold chosen on validation)")
+        return None
+
+
+def content_reason(thrombus_probability: float, threshold: float) -> str | None:
+    """Why an ROI without thrombus-like voxels is indeterminate (None when the detector sees some)."""
+    if thrombus_probability >= threshold:
+        return None
+    return (f"{REASON_NO_THROMBUS}: the detector's highest thrombus probability inside the ROI is "
+            f"{thrombus_probability:.2f} (< its pixel threshold {threshold:.2f})")
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def study_decision(roi_probabilities: list[np.ndarray], roi_reasons: list[str | None],
+                   trust: Trust) -> tuple[np.ndarray, str | None]:
+    """The study's probabilities (mean over the ROIs that could be staged) and why it is indeterminate."""
+    staged = [p for p, why in zip(roi_probabilities, roi_reasons) if why is None]
+    if not staged:
+        first = next((why for why in roi_reasons if why), "no ROI")
+        return np.mean(roi_probabilities, axis=0), f"no ROI could be staged ({first})"
+    probs = np.mean(staged, axis=0)
+    return probs, trust.decide(probs, None)

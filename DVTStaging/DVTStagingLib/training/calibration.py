@@ -1,0 +1,186 @@
+"""Fitting the trust parts of a model (staging.trust): temperature, confidence and OOD thresholds.
+
+Temperature scaling (Guo et al. 2017) minimises the validation NLL of the per-ROI probabilities (the mean
+of the slices' softmax(logits / T), the paper's per-thrombus rule).  The OOD Gaussians come from the
+training split only; the thresholds are read off the validation split, which the network never saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..staging.trust import Trust, softmax
+from .predict import model_inputs
+from .slice_bank import SliceBank
+
+TARGET_COVERAGE = 0.95      # the confidence threshold keeps at least this share of validation ROIs
+OOD_QUANTILE = 0.99         # the OOD threshold: this quantile of the validation ROIs' scores ...
+OOD_MARGIN = 1.10           # ... times this margin (unseen in-distribution studies vary more than 50 ROIs show)
+COVARIANCE_RIDGE = 1e-3     # shrinkage toward the mean variance, so a few thousand slices give a stable inverse
+
+
+@torch.inference_mode()
+def slice_outputs(model, bank: SliceBank, device: torch.device, batch_size: int = 64):
+    """(logits [M, C], features [M, D] or None) for every slice of the bank."""
+    model.eval()
+    logits, features = [], []
+    embed = getattr(model, "embed", None)
+    for start in range(0, len(bank.images), batch_size):
+        inputs = [t.to(device) for t in model_inputs(model, *bank.tensors(slice(start, start + batch_size)))]
+        if embed is not None:
+            f, _ = embed(*inputs)
+            features.append(f.float().cpu())
+            logits.append(model.head(f).float().cpu())
+        else:
+            logits.append(model(*inputs).float().cpu())
+    return (torch.cat(logits).numpy().astype(np.float64),
+            torch.cat(features).numpy().astype(np.float64) if features else None)
+
+
+def roi_mean(values: np.ndarray, roi_of_slice: np.ndarray, n_rois: int) -> np.ndarray:
+    sums = np.zeros((n_rois, values.shape[1]))
+    np.add.at(sums, roi_of_slice, values)
+    return sums / np.maximum(np.bincount(roi_of_slice, minlength=n_rois), 1)[:, None]
+
+
+def roi_probabilities(logits: np.ndarray, roi_of_slice: np.ndarray, n_rois: int, temperature: float = 1.0):
+    return roi_mean(softmax(logits, temperature), roi_of_slice, n_rois)
+
+
+def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    p = np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return float(-np.log(p).mean())
+
+
+def fit_temperature(logits: np.ndarray, roi_of_slice: np.ndarray, labels: np.ndarray) -> float:
+    """The T in [0.05, 20] that minimises the NLL of the per-ROI probabilities (grid, then refined)."""
+    n = len(labels)
+
+    def loss(t):
+        return nll(roi_probabilities(logits, roi_of_slice, n, t), labels)
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+    best = grid[int(np.argmin([loss(t) for t in grid]))]
+    fine = best * np.exp(np.linspace(-0.06, 0.06, 41))
+    return float(fine[int(np.argmin([loss(t) for t in fine]))])
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top-class confidence, equal-width bins, weighted by the bins' share of ROIs."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(confidence[sel].mean() - correct[sel].mean())
+    return float(ece)
+
+
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    return [{"low": float(edges[b]), "high": float(edges[b + 1]), "n": int((which == b).sum()),
+             "confidence": float(confidence[which == b].mean()) if (which == b).any() else None,
+             "accuracy": float(correct[which == b].mean()) if (which == b).any() else None}
+            for b in range(bins)]
+
+
+def fit_class_gaussians(features: np.ndarray, labels: np.ndarray, n_classes: int):
+    """Class means [C, D] and the inverse of the shared (tied) covariance, with ridge shrinkage."""
+    means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any() else features.mean(axis=0)
+                      for c in range(n_classes)])
+    centred = features - means[labels]
+    cov = centred.T @ centred / max(len(features) - n_classes, 1)
+    cov += COVARIANCE_RIDGE * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    return means, np.linalg.inv(cov)
+
+
+def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.device) -> tuple[Trust, dict]:
+    """A Trust fit on this model's data, and the figures of the fit (validation NLL/ECE before and after)."""
+    n_classes = int(model.head.out_features) if hasattr(model.head, "out_features") else None
+    val_logits, val_features = slice_outputs(model, val_bank, device)
+    val_labels = val_bank.roi_labels()
+    n_val = len(val_bank.rois)
+    temperature = fit_temperature(val_logits, val_bank.roi_of_slice, val_labels)
+    before = roi_probabilities(val_logits, val_bank.roi_of_slice, n_val)
+    after = roi_probabilities(val_logits, val_bank.roi_of_slice, n_val, temperature)
+    confidence = np.sort(after.max(axis=1))
+    # the highest threshold that still answers TARGET_COVERAGE of the validation ROIs
+    k = int(np.floor((1 - TARGET_COVERAGE) * n_val))
+    confidence_threshold = float(confidence[k]) if k > 0 else float(confidence[0]) - 1e-6
+    trust = Trust(temperature=temperature, confidence_threshold=round(confidence_threshold, 4))
+    report = {"val_rois": n_val, "val_nll_before": nll(before, val_labels), "val_nll_after": nll(after, val_labels),
+              "val_ece_before": expected_calibration_error(before, val_labels),
+              "val_ece_after": expected_calibration_error(after, val_labels),
+              "target_coverage": TARGET_COVERAGE}
+    if val_features is not None and n_classes:
+        _, train_features = slice_outputs(model, train_bank, device)
+        means, precision = fit_class_gaussians(train_features, train_bank.roi_labels()[train_bank.roi_of_slice],
+                                               n_classes)
+        trust.class_means, trust.precision = means, precision
+        scores = np.array([trust.roi_ood_score(val_features[val_bank.roi_of_slice == r]) for r in range(n_val)])
+        trust.ood_threshold = round(float(np.quantile(scores, OOD_QUANTILE) * OOD_MARGIN), 3)
+        report.update(train_slices=len(train_features), ood_quantile=OOD_QUANTILE, ood_margin=OOD_MARGIN,
+                      val_ood_score_median=float(np.median(scores)))
+    trust.fit = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()}
+    return trust, report
+
+
+def trusted_predictions(model, trust: Trust, bank: SliceBank, device: torch.device):
+    """Per-ROI calibrated probabilities [R, C], the reason each ROI is indeterminate (None: staged) and its
+    OOD score, exactly as `stage` decides them."""
+    logits, features = slice_outputs(model, bank, device)
+    n = len(bank.rois)
+    probs = roi_probabilities(logits, bank.roi_of_slice, n, trust.temperature)
+    scores = [None if features is None else trust.roi_ood_score(features[bank.roi_of_slice == r]) for r in range(n)]
+    reasons = [trust.decide(p, s) for p, s in zip(probs, scores)]
+    return probs, reasons, scores
+
+
+def trust_tensors(trust: Trust) -> dict:
+    """The Trust's arrays as tensors named for the weights file."""
+    from ..staging.trust import TRUST_PREFIX
+
+    return {TRUST_PREFIX + k: torch.from_numpy(v) for k, v in trust.tensors().items()}
+
+
+def calibrate_model(data, model: str | None, out, model_id: str | None = None, device: str = "auto",
+                    publish: bool = False) -> dict:
+    """Fit (or re-fit) a model's trust parts on a dataset's train/val splits and save it as a new model:
+    same network weights, a card with the new `trust` section and validation figures."""
+    from pathlib import Path
+
+    from ..core.errors import UserError
+    from ..core.progress import status
+    from ..io.dataset import load_dataset
+    from ..models.catalog import save_model, user_dir
+    from ..staging.inference import Stager
+    from .slice_bank import build_slice_bank
+
+    dataset = load_dataset(data)
+    stager = Stager(model, device)
+    bank = build_slice_bank(dataset, stager.cfg.input, with_crops=stager.cfg.architecture != "vdpf",
+                            crop_margin=stager.cfg.crop_margin_px)
+    train_bank, val_bank = bank.split("train"), bank.split("val")
+    if not train_bank.rois or not val_bank.rois:
+        raise UserError(f"{data}: calibration needs labeled ROIs in both the 'train' and the 'val' split")
+    trust, report = fit_trust(stager.model, train_bank, val_bank, stager.device)
+    card = {k: v for k, v in stager.entry.card.items() if k not in ("id", "sha256")}
+    card["trust"] = trust.card_section()
+    card["calibration_data"] = dataset.provenance()
+    weights = {**stager.model.state_dict(), **trust_tensors(trust)}
+    model_id = model_id or f"{stager.entry.id}-calibrated"
+    entry = save_model(weights, card, Path(out), model_id)
+    if publish:
+        save_model(weights, card, user_dir(), model_id)
+    status(f"calibrate: T={trust.temperature:.3f}, val NLL {report['val_nll_before']:.3f} -> "
+           f"{report['val_nll_after']:.3f}, ECE {report['val_ece_before']:.3f} -> {report['val_ece_after']:.3f}; "
+           f"confidence threshold {trust.confidence_threshold}, OOD threshold {trust.ood_threshold}")
+    status(f"calibrate: model card {entry.card_path}")
+    return card

@@ -1,0 +1,161 @@
+"""Calibrated answers that abstain, and maps that point at the evidence (issue 11).
+
+The toy tests need no model; the others use the bundled staging model and detector, as `stage` does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from DVTStagingLib.core.stages import INDETERMINATE
+from DVTStagingLib.io.roi import read_rois
+from DVTStagingLib.io.volume import read_volume
+from DVTStagingLib.staging.trust import Trust
+from DVTStagingLib.training.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    roi_probabilities,
+)
+from DVTStagingLib.training.metrics import staging_metrics
+from test_cli import run_cli
+from test_staging import oblique_study  # noqa: F401  (a fixture: a phantom study on an oblique grid)
+
+
+# -- calibration and scoring (no model) ------------------------------------------------------------------
+def _miscalibrated_toy(rng, n_rois=300, slices=4, overconfidence=4.0):
+    """Slice logits of a classifier that is right ~70% of the time but says so with ~99% confidence."""
+    labels = rng.integers(0, 3, n_rois)
+    roi_of_slice = np.repeat(np.arange(n_rois), slices)
+    right = rng.random(n_rois) < 0.7
+    guess = np.where(right, labels, (labels + rng.integers(1, 3, n_rois)) % 3)
+    logits = rng.normal(0, 0.3, (n_rois * slices, 3))
+    logits[np.arange(len(logits)), guess[roi_of_slice]] += 1.2
+    return logits * overconfidence, roi_of_slice, labels
+
+
+def test_temperature_scaling_lowers_the_nll_and_ece_of_an_overconfident_toy():
+    rng = np.random.default_rng(0)
+    fit_logits, fit_slices, fit_labels = _miscalibrated_toy(rng)
+    temperature = fit_temperature(fit_logits, fit_slices, fit_labels)
+    assert temperature > 1.5                      # overconfident: softened
+    logits, slices, labels = _miscalibrated_toy(rng)        # fresh draws: the fit generalises
+    raw = roi_probabilities(logits, slices, len(labels))
+    scaled = roi_probabilities(logits, slices, len(labels), temperature)
+    assert nll(scaled, labels) < 0.8 * nll(raw, labels)
+    assert expected_calibration_error(scaled, labels) < 0.5 * expected_calibration_error(raw, labels)
+    np.testing.assert_array_equal(raw.argmax(axis=1), scaled.argmax(axis=1))   # the answers do not change
+
+
+def test_an_indeterminate_answer_counts_as_wrong_in_macro_f1():
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(3)[truth] * 0.9 + 0.1 / 3          # every ROI right
+    assert staging_metrics(truth, probs, ["a", "b", "c"])["macro_f1"] == pytest.approx(1.0)
+    abstain = np.array([True, False, False, False, False, False])
+    m = staging_metrics(truth, probs, ["a", "b", "c"], abstain)
+    # the abstained 'a' scores as a wrong answer: a recall 1/2 (F1 2/3), one false 'b' (F1 4/5), c 1
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 4 / 5 + 1) / 3)
+    assert m["accuracy"] == pytest.approx(5 / 6) and m["indeterminate_rate"] == pytest.approx(1 / 6)
+    assert m["indeterminate_per_class"] == [1, 0, 0]
+    # abstaining on a wrong answer does not make it right either: the F1 never rises above the all-answered one
+    wrong = probs.copy()
+    wrong[0] = [0.1, 0.8, 0.1]
+    answered = staging_metrics(truth, wrong, ["a", "b", "c"])["macro_f1"]
+    assert staging_metrics(truth, wrong, ["a", "b", "c"], abstain)["macro_f1"] <= answered + 1e-12
+
+
+def test_a_trust_abstains_for_distance_and_for_low_confidence_with_a_reason():
+    trust = Trust(temperature=1.0, confidence_threshold=0.6, ood_threshold=5.0,
+                  class_means=np.zeros((3, 2)), precision=np.eye(2))
+    assert trust.decide(np.array([0.8, 0.1, 0.1]), trust.roi_ood_score(np.zeros((4, 2)))) is None
+    far = trust.roi_ood_score(np.full((4, 2), 10.0))
+    assert far == pytest.approx(np.sqrt(200)) and trust.decide(np.array([0.8, 0.1, 0.1]), far).startswith("out of")
+    assert trust.decide(np.array([0.4, 0.3, 0.3]), 0.0).startswith("not confident")
+
+
+# -- the bundled model ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundled():
+    from DVTStagingLib.detection.detector import load_detector
+    from DVTStagingLib.staging.inference import Stager
+
+    return Stager(None, "cpu"), load_detector(None, "cpu")
+
+
+@pytest.mark.parametrize("kind", ["noise", "smoothed-noise", "tube", "brain-like"])
+def test_inputs_unlike_the_training_data_come_out_indeterminate_with_a_reason(bundled, kind):
+    from DVTStagingLib.training.ood import SYNTHETIC, centre_roi
+
+    stager, detector = bundled
+    for seed in (1, 2):
+        volume = SYNTHETIC[kind](np.random.default_rng(seed))
+        _, (result,) = stager.stage(volume, [centre_roi(volume)], want_attention=False, show_progress=False,
+                                    detector=detector)
+        assert result.stage(stager.classes) == INDETERMINATE, (kind, seed, result.probabilities, result.ood_score)
+        assert result.reason and "\n" not in result.reason
+
+
+def test_the_bundled_model_stages_a_phantom_thrombus_and_abstains_on_muscle(bundled, phantom_dataset):
+    from DVTStagingLib.io.segmentation import MUSCLE, THROMBUS, read_segmentation
+    from DVTStagingLib.training.ood import roi_on_label
+
+    stager, detector = bundled
+    case = next(c for c in phantom_dataset.cases if c.labels)
+    volume = read_volume(phantom_dataset.path(case.image))
+    roi = read_rois(phantom_dataset.path(case.rois[0]))[0]
+    labels = read_segmentation(phantom_dataset.path(case.segmentation)).labelmap
+    muscle = roi_on_label(volume, labels, MUSCLE, labels == THROMBUS, np.random.default_rng(0), "muscle")
+    _, (thrombus, on_muscle) = stager.stage(volume, [roi, muscle], want_attention=False, show_progress=False,
+                                            detector=detector)
+    assert thrombus.reason is None and thrombus.stage(stager.classes) in stager.classes
+    assert on_muscle.stage(stager.classes) == INDETERMINATE and on_muscle.reason
+
+
+def test_evidence_map_has_the_geometry_of_an_oblique_axis_permuted_input(oblique_study, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "stage", oblique_study / "image.nrrd", "--roi", oblique_study / "roi.mrk.json",
+                           "--out", out, "--device", "cpu")
+    assert code == 0, err
+    image = read_volume(oblique_study / "image.nrrd")
+    evidence = read_volume(out / "evidence.nrrd")
+    assert evidence.same_geometry(image, atol=1e-6)
+    assert evidence.array.min() >= 0 and evidence.array.max() == pytest.approx(1.0)
+    # the evidence lies on the ROI's slices, and its peak within 10 mm of the box
+    roi = read_rois(oblique_study / "roi.mrk.json")[0]
+    k, j, i = np.unravel_index(int(np.argmax(evidence.array)), evidence.array.shape)
+    assert roi.contains_ras(image.ijk_to_ras_points(np.array([[i, j, k]], float)), tol=10.0)[0]
+    result = json.loads((out / "result.json").read_text(encoding="utf-8"))
+    assert result["outputs"]["evidence"] == "evidence.nrrd"
+    assert result["rois"][0]["reason"] is None or result["rois"][0]["stage"] == INDETERMINATE
+
+
+def test_deleting_the_top_evidence_changes_the_prediction_more_than_a_random_region(bundled, phantom_dataset):
+    from DVTStagingLib.training.explanation import deletion_test
+
+    stager, _ = bundled
+    top, random = [], []
+    for case in [c for c in phantom_dataset.cases if c.labels][:3]:
+        volume = read_volume(phantom_dataset.path(case.image))
+        rois = [r for f in case.rois for r in read_rois(phantom_dataset.path(f))]
+        study, results = stager.stage(volume, rois, want_attention=False, show_progress=False, want_evidence=True)
+        for result in results:
+            d = deletion_test(stager, study, result, draws=4)
+            top.append(d["drop_top_evidence"])
+            random.append(d["drop_random_region"])
+    assert np.mean(top) > np.mean(random) + 0.05, (top, random)
+
+
+def test_the_zoom_window_maps_back_onto_the_pixels_it_was_cut_from():
+    import torch
+    from DVTStagingLib.staging.slices import ZoomWindow
+
+    planes = torch.zeros(1, 60, 80)
+    planes[0, 20:30, 40:50] = 1.0                        # a lesion
+    window = ZoomWindow(center=(25.0, 45.0), half=(10.0, 10.0))   # rows 15-35, cols 35-55
+    crop = window.crop(planes, 32)
+    assert crop.shape == (1, 1, 32, 32) and crop[0, 0, 8:24, 8:24].mean() > 0.9   # the lesion fills the middle
+    back = window.to_view(crop[:, 0], 60, 80)
+    assert back[0, 21:29, 41:49].min() > 0.9                    # back on the lesion's own pixels
+    assert back[0, :14].abs().max() == 0 and back[0, :, 57:].abs().max() == 0   # nothing outside the window
