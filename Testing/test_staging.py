@@ -74,6 +74,21 @@ def test_metrics_match_hand_computed_values():
 
 
 # -- slice geometry ---------------------------------------------------------
+def test_a_view_index_maps_back_to_the_voxel_it_shows():
+    import itertools
+
+    from DVTStagingLib.imaging.planes import Orientation
+
+    rng = np.random.default_rng(0)
+    array = rng.random((5, 6, 7))
+    for axes in itertools.permutations(range(3)):
+        for flips in itertools.product([False, True], repeat=3):
+            orientation = Orientation(axes, flips, (1.0, 1.0, 1.0))
+            view = orientation.apply(array)
+            for index in itertools.product(*(range(n) for n in view.shape)):
+                assert array[orientation.array_index(index, view.shape)] == view[index]
+
+
 @pytest.mark.parametrize("perm,flips", [((0, 1, 2), (False, False, False)), ((2, 0, 1), (True, False, True)),
                                         ((1, 2, 0), (False, True, False))])
 def test_the_view_is_the_same_whatever_the_voxel_order(perm, flips):

@@ -41,3 +41,13 @@ def sha256_of(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Whether a file carries the DICOM preamble marker (no DICOM library needed)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False

@@ -47,6 +47,14 @@ class Orientation:
                 out = np.flip(out, axis)
         return np.ascontiguousarray(np.transpose(out, np.argsort(self.axes)))
 
+    def array_index(self, view_index, view_shape) -> tuple[int, int, int]:
+        """The [k, j, i] array index of a voxel at `view_index` of the view (the inverse of `apply`)."""
+        unflipped = [view_shape[a] - 1 - v if flip else v for a, (v, flip) in enumerate(zip(view_index, self.flips))]
+        index = [0, 0, 0]
+        for view_axis, array_axis in enumerate(self.axes):
+            index[array_axis] = int(unflipped[view_axis])
+        return tuple(index)
+
     def volume_index(self, view_slice: int, n_slices: int) -> int:
         """Index along the volume's own axis of a view slice."""
         return n_slices - 1 - view_slice if self.flips[0] else view_slice

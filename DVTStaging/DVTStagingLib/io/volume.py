@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputFileError
+from ..core.files import is_dicom_file
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -166,15 +167,6 @@ def _itk_quiet():
         yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
-
-
-def is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _read_dicom_series(folder: Path, wanted_series: str | None = None) -> Volume:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import InputFileError, UserError
+from ..core.files import is_dicom_file
 from ..io.dataset import STATUSES
 from ..io.roi import BoxROI, write_rois
-from ..io.volume import is_dicom_file
 from .annotation import CaseAnnotation, read_annotation, write_annotation
 
 STATE_FOLDER = ".dvt-staging"

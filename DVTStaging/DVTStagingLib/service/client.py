@@ -21,22 +21,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.errors import Cancelled, ServerError, ServiceUnreachable, UserError
-from ..core.files import prepare_output
+from ..core.files import is_dicom_file, prepare_output
 from ..core.progress import status
 from . import protocol as p
 from .auth import is_loopback, read_token
 
 DETACHED_HEADERS = (".mhd", ".nhdr", ".hdr")
 CHUNK = 1 << 20
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 class Remote:
@@ -211,7 +202,7 @@ def _study_upload(input_path: Path, stack) -> tuple[dict, dict, int]:
         raise UserError(f"{input_path} is a header with a separate data file; with --server give a single-file "
                         "volume (.nrrd, .nii.gz, .mha) or a DICOM folder")
     series_file = None
-    if input_path.is_file() and _is_dicom_file(input_path):
+    if input_path.is_file() and is_dicom_file(input_path):
         folder, series_file = input_path.parent, input_path.name
     elif input_path.is_dir():
         folder = input_path

@@ -13,6 +13,7 @@ import torch
 from ..detection.view import prepare_view, resample_mask
 from ..io.roi import BoxROI
 from ..io.volume import Volume
+from .trust import content_reason
 
 
 @torch.inference_mode()
@@ -30,3 +31,9 @@ def roi_thrombus_probability(detector, volume: Volume, roi: BoxROI, view=None) -
         prob = torch.sigmoid(detector.network(x).float()).cpu()
         best = max(best, float((prob * box[idx]).amax()))
     return best
+
+
+def thrombus_check(detector, volume: Volume, roi: BoxROI, view=None) -> tuple[float, str | None]:
+    """The ROI's thrombus probability and, below the detector's pixel threshold, why it is indeterminate."""
+    probability = roi_thrombus_probability(detector, volume, roi, view)
+    return probability, content_reason(probability, detector.post.pixel_threshold)

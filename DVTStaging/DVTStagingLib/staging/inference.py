@@ -10,15 +10,18 @@ import torch
 
 from ..core.errors import Cancelled, UserError
 from ..core.progress import Progress
-from ..core.stages import STAGES
+from ..core.stages import INDETERMINATE, STAGES
+from ..detection.view import prepare_view
 from ..io.roi import BoxROI
 from ..io.volume import Volume
 from ..models.build import build_model, uses_crops
 from ..models.catalog import ModelEntry, load_weights, resolve
 from ..models.config import ModelConfig
 from ..models.devices import resolve_device
+from .content import thrombus_check
+from .evidence import evidence_maps
 from .slices import SlicePairs, StudyView, lesion_crops, prepare_study, slice_pairs
-from .trust import INDETERMINATE, Trust, content_reason
+from .trust import Trust
 
 
 @dataclass
@@ -115,22 +118,13 @@ class Stager:
         thrombus-like voxel is answered indeterminate (staging.content)."""
         study = prepare_study(volume, self.cfg.input)
         progress = Progress("stage", len(rois), enabled=show_progress)
-        detector_view = None
-        if detector is not None:
-            from ..detection.view import prepare_view
-
-            detector_view = prepare_view(volume, detector.spec)
+        detector_view = prepare_view(volume, detector.spec) if detector is not None else None
         results = []
         for roi in rois:
             result = self._run(study, roi, want_attention, cancel)
             if detector is not None and result.reason is None:
-                from .content import roi_thrombus_probability
-
-                result.thrombus_probability = roi_thrombus_probability(detector, volume, roi, detector_view)
-                result.reason = content_reason(result.thrombus_probability, detector.post.pixel_threshold)
+                result.thrombus_probability, result.reason = thrombus_check(detector, volume, roi, detector_view)
             if want_evidence and self.explains:
-                from .evidence import evidence_maps
-
                 result.evidence = evidence_maps(self, study, result.pairs, int(np.argmax(result.probabilities)))
             results.append(result)
             progress.update()

@@ -8,12 +8,13 @@ import jsonschema
 import numpy as np
 
 from ..core.files import write_json_atomic
+from ..core.stages import INDETERMINATE
 from ..imaging.signal_ratio import estimated_ratio_in_box
 from ..io.dataset import load_json_schema
 from ..models.catalog import NOT_FOR_CLINICAL_USE
 from .outputs import RESULT_SCHEMA
 from .slices import StudyView
-from .trust import INDETERMINATE, study_decision
+from .trust import study_decision
 
 STUDY_RULE = ("study probabilities are the mean of the probabilities of the ROIs that could be staged; each ROI's "
               "are the mean of its slices' calibrated probabilities")

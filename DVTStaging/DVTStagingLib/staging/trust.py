@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.stages import INDETERMINATE  # noqa: F401  (re-exported: the stage a Trust gives)
-
 TRUST_PREFIX = "trust."
 REASON_OOD = "out of distribution"
 REASON_UNSURE = "not confident"

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..staging.trust import Trust, softmax
-from .predict import model_inputs
+from .predict import model_inputs, roi_mean
 from .slice_bank import SliceBank
 
 TARGET_COVERAGE = 0.95      # the confidence threshold keeps at least this share of validation ROIs
@@ -38,12 +38,6 @@ def slice_outputs(model, bank: SliceBank, device: torch.device, batch_size: int 
             torch.cat(features).numpy().astype(np.float64) if features else None)
 
 
-def roi_mean(values: np.ndarray, roi_of_slice: np.ndarray, n_rois: int) -> np.ndarray:
-    sums = np.zeros((n_rois, values.shape[1]))
-    np.add.at(sums, roi_of_slice, values)
-    return sums / np.maximum(np.bincount(roi_of_slice, minlength=n_rois), 1)[:, None]
-
-
 def roi_probabilities(logits: np.ndarray, roi_of_slice: np.ndarray, n_rois: int, temperature: float = 1.0):
     return roi_mean(softmax(logits, temperature), roi_of_slice, n_rois)
 
@@ -68,19 +62,12 @@ def fit_temperature(logits: np.ndarray, roi_of_slice: np.ndarray, labels: np.nda
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
     """ECE of the top-class confidence, equal-width bins, weighted by the bins' share of ROIs."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            ece += sel.mean() * abs(confidence[sel].mean() - correct[sel].mean())
-    return float(ece)
+    return float(sum(b["n"] * abs(b["confidence"] - b["accuracy"])
+                     for b in reliability_bins(probabilities, labels, bins) if b["n"]) / max(len(labels), 1))
 
 
 def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per equal-width confidence bin: its ROI count, mean confidence and accuracy (None when empty)."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0, 1, bins + 1)
@@ -103,7 +90,6 @@ def fit_class_gaussians(features: np.ndarray, labels: np.ndarray, n_classes: int
 
 def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.device) -> tuple[Trust, dict]:
     """A Trust fit on this model's data, and the figures of the fit (validation NLL/ECE before and after)."""
-    n_classes = int(model.head.out_features) if hasattr(model.head, "out_features") else None
     val_logits, val_features = slice_outputs(model, val_bank, device)
     val_labels = val_bank.roi_labels()
     n_val = len(val_bank.rois)
@@ -119,10 +105,10 @@ def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.d
               "val_ece_before": expected_calibration_error(before, val_labels),
               "val_ece_after": expected_calibration_error(after, val_labels),
               "target_coverage": TARGET_COVERAGE}
-    if val_features is not None and n_classes:
+    if val_features is not None:
         _, train_features = slice_outputs(model, train_bank, device)
         means, precision = fit_class_gaussians(train_features, train_bank.roi_labels()[train_bank.roi_of_slice],
-                                               n_classes)
+                                               val_logits.shape[1])
         trust.class_means, trust.precision = means, precision
         scores = np.array([trust.roi_ood_score(val_features[val_bank.roi_of_slice == r]) for r in range(n_val)])
         trust.ood_threshold = round(float(np.quantile(scores, OOD_QUANTILE) * OOD_MARGIN), 3)

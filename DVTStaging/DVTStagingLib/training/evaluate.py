@@ -139,8 +139,7 @@ def _with_content_check(dataset, bank, reasons: list, device: str) -> list:
     from ..detection.view import prepare_view
     from ..io.roi import read_rois
     from ..io.volume import read_volume
-    from ..staging.content import roi_thrombus_probability
-    from ..staging.trust import content_reason
+    from ..staging.content import thrombus_check
 
     detector = load_detector(None, device)
     cases = {c.id: c for c in dataset.cases}
@@ -154,8 +153,7 @@ def _with_content_check(dataset, bank, reasons: list, device: str) -> list:
         view = prepare_view(volume, detector.spec)
         rois = {roi.name: roi for f in case.rois for roi in read_rois(dataset.path(f))}
         for n in todo:
-            p = roi_thrombus_probability(detector, volume, rois[bank.rois[n]["roi"]], view)
-            reasons[n] = content_reason(p, detector.post.pixel_threshold)
+            _, reasons[n] = thrombus_check(detector, volume, rois[bank.rois[n]["roi"]], view)
     return reasons
 
 

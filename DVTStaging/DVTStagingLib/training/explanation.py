@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..io.segmentation import (
     ARTERY,
@@ -25,7 +24,7 @@ from ..io.segmentation import (
     VEIN,
     VEIN_WALL,
 )
-from ..staging.attention import MAP_KEYS
+from ..staging.attention import MAP_KEYS, token_maps_in_view
 from ..staging.evidence import model_inputs_from_planes
 
 POINTING_MARGIN_MM = 10.0
@@ -42,17 +41,13 @@ def view_maps(study, result) -> dict[str, np.ndarray]:
         maps["evidence"] = result.evidence.numpy()
     attention = result.attention.get(MAP_KEYS["local-to-global"])
     if attention is not None:
-        size = study.spec.size
-        square = F.interpolate(attention[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-        maps["local-to-global"] = study.frame.to_view(square).clamp(min=0).numpy()
+        maps["local-to-global"] = token_maps_in_view(study, result, "local-to-global", attention).clamp(min=0).numpy()
     return maps
 
 
 def peak_inside_box(study, result, heat: np.ndarray, margin_mm: float = POINTING_MARGIN_MM) -> bool:
     n, r, c = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    marker = np.zeros(study.scaled.shape, np.uint8)
-    marker[result.pairs.view_slices[n], r, c] = 1
-    k, j, i = np.unravel_index(int(np.argmax(study.orientation.undo(marker))), study.volume.array.shape)
+    k, j, i = study.orientation.array_index((result.pairs.view_slices[n], r, c), study.scaled.shape)
     ras = study.volume.ijk_to_ras_points(np.array([[i, j, k]], float))
     return bool(result.roi.contains_ras(ras, tol=margin_mm)[0])
 

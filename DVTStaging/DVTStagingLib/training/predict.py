@@ -26,8 +26,11 @@ def predict_bank(model, bank: SliceBank, device: torch.device, batch_size: int =
         inputs = [t.to(device) for t in model_inputs(model, *bank.tensors(slice(start, start + batch_size)))]
         out.append(torch.softmax(model(*inputs).float(), dim=1).cpu())
     slice_probs = torch.cat(out).numpy() if out else np.zeros((0, 3))
-    n_rois = len(bank.rois)
-    sums = np.zeros((n_rois, slice_probs.shape[1]))
-    np.add.at(sums, bank.roi_of_slice, slice_probs)
-    counts = np.bincount(bank.roi_of_slice, minlength=n_rois)[:, None]
-    return slice_probs, sums / np.maximum(counts, 1)
+    return slice_probs, roi_mean(slice_probs, bank.roi_of_slice, len(bank.rois))
+
+
+def roi_mean(values: np.ndarray, roi_of_slice: np.ndarray, n_rois: int) -> np.ndarray:
+    """[n_rois, C]: the mean of each ROI's slice rows (the paper's per-thrombus rule)."""
+    sums = np.zeros((n_rois, values.shape[1]))
+    np.add.at(sums, roi_of_slice, values)
+    return sums / np.maximum(np.bincount(roi_of_slice, minlength=n_rois), 1)[:, None]
