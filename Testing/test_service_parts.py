@@ -1,5 +1,5 @@
 """The staging service's parts on their own: the wire contract's path placeholders, the token and bind rules,
-upload names and archives, and batching of concurrent model calls (docs/service.md)."""
+upload names and archives, the job threads' set-up, and batching of concurrent model calls (docs/service.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from DVTStagingLib.core.errors import UserError
 from DVTStagingLib.service import protocol as p
 from DVTStagingLib.service.auth import check_bind, is_loopback, read_token, token_matches, write_new_token
 from DVTStagingLib.service.batching import ModelExecutor, split_output
+from DVTStagingLib.service.jobs import JobStore
 from DVTStagingLib.service.uploads import save_file, save_series, volume_suffix
 
 
@@ -128,6 +129,36 @@ class _Net(torch.nn.Module):
 
     def embed(self, x, y):
         return self.linear(x) + y.sum(dim=1, keepdim=True)
+
+
+def test_the_setup_runs_in_the_thread_that_then_runs_the_jobs(tmp_path):
+    seen = []
+    ran = threading.Event()
+
+    def run(job):
+        seen.append(("job", threading.current_thread().name))
+        ran.set()
+
+    store = JobStore(tmp_path / "jobs", run, setup=lambda: seen.append(("setup", threading.current_thread().name)))
+    try:
+        store.wait_ready()
+        store.enqueue(store.create("stage"))
+        assert ran.wait(10)
+    finally:
+        store.stop()
+    assert seen == [("setup", "dvt-staging-job-0"), ("job", "dvt-staging-job-0")]
+
+
+def test_a_failing_setup_is_raised_where_the_server_waits_for_it(tmp_path):
+    def setup():
+        raise UserError("weights do not fit")
+
+    store = JobStore(tmp_path / "jobs", lambda job: None, workers=2, setup=setup)
+    try:
+        with pytest.raises(UserError, match="weights do not fit"):
+            store.wait_ready()
+    finally:
+        store.stop()
 
 
 def test_split_output_hands_each_caller_its_rows():

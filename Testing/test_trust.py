@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from DVTStagingLib.core.stages import INDETERMINATE
 from DVTStagingLib.io.roi import read_rois
 from DVTStagingLib.io.volume import read_volume
@@ -159,3 +160,37 @@ def test_the_zoom_window_maps_back_onto_the_pixels_it_was_cut_from():
     back = window.to_view(crop[:, 0], 60, 80)
     assert back[0, 21:29, 41:49].min() > 0.9                    # back on the lesion's own pixels
     assert back[0, :14].abs().max() == 0 and back[0, :, 57:].abs().max() == 0   # nothing outside the window
+
+
+class _CountingNetwork(torch.nn.Module):
+    """The detector's own network, counting the slices it is given."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.slices = inner, 0
+
+    def forward(self, x):
+        self.slices += x.shape[0]
+        return self.inner(x)
+
+
+def test_the_content_check_runs_a_long_roi_on_a_few_slices_and_still_finds_its_thrombus(bundled, phantom_dataset):
+    from dataclasses import replace
+
+    from DVTStagingLib.io.roi import BoxROI
+    from DVTStagingLib.staging.content import CONTENT_SLICES, roi_thrombus_probability
+
+    _, detector = bundled
+    case = next(c for c in phantom_dataset.cases if c.labels)
+    volume = read_volume(phantom_dataset.path(case.image))
+    roi = read_rois(phantom_dataset.path(case.rois[0]))[0]
+    counted = replace(detector, network=_CountingNetwork(detector.network))
+    short = roi_thrombus_probability(counted, volume, roi)
+    short_slices = counted.network.slices
+    # the same box, stretched along the vessel to several times the slices the check runs
+    extent = np.abs(volume.ijk_to_ras[:3, :3]) @ np.array(volume.array.shape[::-1], dtype=float)
+    long_roi = BoxROI("long", roi.center_ras, [roi.size_mm[0], roi.size_mm[1], 0.9 * extent[2]], roi.axes_ras)
+    counted.network.slices = 0
+    long = roi_thrombus_probability(counted, volume, long_roi)
+    assert short_slices <= CONTENT_SLICES and counted.network.slices == CONTENT_SLICES
+    assert short >= detector.post.pixel_threshold and long >= detector.post.pixel_threshold

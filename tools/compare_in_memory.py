@@ -9,44 +9,19 @@ and scored exactly as `evaluate --compare` does.
 """
 import argparse
 import json
-import os
-import sys
 import time
-import types
-from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DVTStaging"))
-for name in ("SimpleITK", "slicerio", "jsonschema"):      # imported by the core, never called here
-    try:
-        __import__(name)
-    except ImportError:
-        sys.modules[name] = types.ModuleType(name)
+import torch
 
-import torch  # noqa: E402
-from DVTStagingLib.core.stages import STAGES as CLASSES  # noqa: E402
-from DVTStagingLib.phantom.study import make_study  # noqa: E402
-from DVTStagingLib.phantom.writer import plan_cases  # noqa: E402
-from DVTStagingLib.staging.slices import prepare_study  # noqa: E402
-from DVTStagingLib.training.evaluate import compare_on_bank, comparison_base, comparison_labels, comparison_table  # noqa: E402
-from DVTStagingLib.training.slice_bank import bank_from_items, roi_items  # noqa: E402
+# isort: off
+from phantom_in_memory import CLASSES, render_bank  # first: puts DVTStagingLib on the path
+# isort: on
 
-ARGS = None
-
-
-def _items(plan):
-    torch.set_num_threads(1)
-    study = make_study(plan["seed"], plan["stages"])
-    cfg = comparison_base(ARGS.config, ARGS.epochs)
-    view = prepare_study(study.volume, cfg.input)
-    case = f"phantom-{ARGS.seed}-{plan['index']:04d}"
-    return [roi_items(view, roi, {"case": case, "roi": roi.name, "stage": t["stage"], "label": CLASSES.index(t["stage"]),
-                                  "split": plan["split"]}, True, cfg.crop_margin_px)
-            for roi, t in zip(study.rois, study.truth["thrombi"])]
+from DVTStagingLib.training.evaluate import compare_on_bank, comparison_base, comparison_labels, comparison_table
 
 
 def main():
-    global ARGS
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
     p.add_argument("--cases", type=int, default=250)
@@ -59,13 +34,10 @@ def main():
     ARGS = p.parse_args()
     started = time.time()
     ARGS.out.mkdir(parents=True, exist_ok=True)
-    plans = plan_cases(ARGS.cases, ARGS.seed)
-    with get_context("fork").Pool(min(16, os.cpu_count() or 1)) as pool:
-        items = [i for per_case in pool.map(_items, plans, chunksize=2) for i in per_case]
-    bank = bank_from_items(items, with_crops=True)
+    base = comparison_base(ARGS.config, ARGS.epochs)
+    bank = render_bank(ARGS.cases, ARGS.seed, base.input, True, base.crop_margin_px)
     print(f"bank: {len(bank.rois)} ROIs, {len(bank.images)} slices in {time.time() - started:.0f} s", flush=True)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    base = comparison_base(ARGS.config, ARGS.epochs)
     header = {"schema": "dvt-staging/comparison@1", "dataset": f"phantom --cases {ARGS.cases} --seed {ARGS.seed} (in memory)",
               "seed": ARGS.train_seed, "device": str(dev), "torch": torch.__version__}
     rows = []

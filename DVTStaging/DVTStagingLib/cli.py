@@ -26,6 +26,16 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return value
+
+
 def _add_server_options(p):
     p.add_argument("--server", metavar="URL", default=None,
                    help="run the model on a staging server (dvt-staging serve), e.g. http://127.0.0.1:8787")
@@ -138,7 +148,8 @@ def cmd_train(args) -> int:
     from .training.train import run_training
 
     run_training(args.data, load_config(args.config), args.out, seed=args.seed, device=args.device,
-                 resume=args.resume, model_id=args.model_id, publish=not args.no_publish, epochs=args.epochs)
+                 resume=args.resume, model_id=args.model_id, publish=not args.no_publish, epochs=args.epochs,
+                 time_limit_s=None if args.time_limit_min is None else args.time_limit_min * 60, bf16=args.bf16)
     return 0
 
 
@@ -295,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--model-id", default=None, help="catalogue id of the trained model (default: config + time)")
     p.add_argument("--no-publish", action="store_true", help="don't add the model to the user catalogue")
+    p.add_argument("--time-limit-min", type=_positive_float, default=None,
+                   help="stop with the best weights so far when the next epoch would end past this many minutes")
+    p.add_argument("--bf16", action="store_true", help="mixed precision (bf16 autocast) on a GPU; ignored on a CPU")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a dataset split, or the comparison table")

@@ -45,8 +45,11 @@ class Remote:
         self.values = values or {}
         self.httpx = httpx
         timeout = httpx.Timeout(connect=5.0, read=max(60.0, 4 * p.HEARTBEAT_S), write=120.0, pool=5.0)
-        self.http = httpx.Client(base_url=self.url, headers=p.bearer(token), timeout=timeout,
-                                 trust_env=not is_loopback(parts.hostname))
+        local = is_loopback(parts.hostname)
+        # Plain http on loopback uses neither TLS nor a proxy: no CA bundle to load (about 30 ms of each start).
+        tls = not (local and parts.scheme == "http")
+        self.http = httpx.Client(base_url=self.url, headers=p.bearer(token), timeout=timeout, trust_env=not local,
+                                 verify=tls)
         self.limit: int | None = None
 
     def close(self) -> None:

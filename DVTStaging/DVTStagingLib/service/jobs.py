@@ -117,10 +117,14 @@ class Job:
 
 
 class JobStore:
-    """Jobs by id, the queue and the worker threads; `run(job)` does a job's work (see `tasks`)."""
+    """Jobs by id, the queue and the worker threads; `run(job)` does a job's work (see `tasks`).
+
+    `setup` (the warm models) runs in the first worker thread before it takes a job; `wait_ready` waits
+    for it.  On a CPU that thread then runs every job, so all of torch's work stays in one thread.
+    """
 
     def __init__(self, root, run: Callable[[Job], None], workers: int = 1, max_jobs: int = 16,
-                 keep_s: float = 600.0):
+                 keep_s: float = 600.0, setup: Callable[[], None] | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.run = run
@@ -130,7 +134,12 @@ class JobStore:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._threads = [threading.Thread(target=self._work, name=f"dvt-staging-job-{n}", daemon=True)
+        self._ready = threading.Event()
+        self._setup_error: BaseException | None = None
+        if setup is None:
+            self._ready.set()
+        self._threads = [threading.Thread(target=self._work, args=(setup if n == 0 else None,),
+                                          name=f"dvt-staging-job-{n}", daemon=True)
                          for n in range(max(1, workers))]
         for thread in self._threads:
             thread.start()
@@ -236,7 +245,23 @@ class JobStore:
             self._finish(job, CANCELLED if job.cancelled() else DONE)
 
     # -- threads -------------------------------------------------------------------------------------------
-    def _work(self) -> None:
+    def wait_ready(self) -> None:
+        """Wait until `setup` has run; its exception, if it raised one, is raised here."""
+        self._ready.wait()
+        if self._setup_error is not None:
+            raise self._setup_error
+
+    def _setup(self, setup: Callable[[], None]) -> None:
+        try:
+            setup()
+        except BaseException as exc:     # handed to the thread that waits in wait_ready
+            self._setup_error = exc
+        finally:
+            self._ready.set()
+
+    def _work(self, setup: Callable[[], None] | None = None) -> None:
+        if setup is not None:
+            self._setup(setup)
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:

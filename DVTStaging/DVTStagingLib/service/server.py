@@ -125,9 +125,13 @@ def _run(sock, host, token, device, model, port_file, parent_pid, max_upload_mb,
     executor = ModelExecutor() if workers > 1 else None   # one thread runs the networks, batching across jobs
     started = time.perf_counter()
     models = ModelCache(model, device, executor)
-    models.warm()
     store = JobStore(work / "jobs", lambda job: tasks.run(job, models), workers=workers, max_jobs=max_jobs,
-                     keep_s=keep_s)
+                     keep_s=keep_s, setup=lambda: tasks.warm_up(models))
+    try:
+        store.wait_ready()          # the models load in the job thread (see tasks.warm_up)
+    except BaseException:
+        _stop(store, executor)
+        raise
     service = Service(models, store, token, max_upload_mb << 20)
     config = uvicorn.Config(create_app(service), log_level="warning" if log_level != "debug" else "debug",
                             access_log=log_level == "debug", timeout_graceful_shutdown=5, lifespan="off")
@@ -149,8 +153,12 @@ def _run(sock, host, token, device, model, port_file, parent_pid, max_upload_mb,
     try:
         server.run(sockets=[sock])
     finally:
-        store.stop()
-        if executor is not None:
-            executor.stop()
+        _stop(store, executor)
     status("serve: stopped")
     return 0
+
+
+def _stop(store, executor) -> None:
+    store.stop()
+    if executor is not None:
+        executor.stop()

@@ -4,13 +4,14 @@ files written."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.files import prepare_output
 from ..core.progress import status
 from ..io.roi import BoxROI, read_rois, roi_names_unique, write_rois
-from ..io.volume import Volume, check_image_content, read_volume
+from ..io.volume import Volume, check_image_content, read_volume, write_volume
 from ..models.catalog import resolve, verify_weights
 from .outputs import (
     ATTENTION_FILES,
@@ -61,6 +62,14 @@ def detect_for_staging(volume: Volume, device: str, detector=None):
     return list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)}
 
 
+def _write_overlays(overlays: dict, out: Path) -> float:
+    """Write every heat map of `outputs.OVERLAY_FILES`; the seconds it took."""
+    started = time.perf_counter()
+    for which, name in OVERLAY_FILES.items():
+        write_volume(overlays[which], out / name)
+    return time.perf_counter() - started
+
+
 def _report_stages(result: dict) -> None:
     rois = result["rois"]
     if len(rois) <= STATUS_LINES_PER_ROI_UP_TO:
@@ -97,7 +106,6 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     out = prepare_output(Path(out), overwrite, names=STAGE_OUTPUTS)
     # The model libraries load only now: a wrong input or a tampered model is refused without paying for them.
     from ..detection.detector import load_detector
-    from ..io.volume import write_volume
     from .attention import attention_volume
     from .evidence import evidence_volume
     from .inference import Stager
@@ -123,8 +131,6 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     t = time.perf_counter()
     overlays = {which: attention_volume(study, results, which) for which in ATTENTION_FILES}
     overlays["evidence"] = evidence_volume(study, results)
-    for which, name in OVERLAY_FILES.items():
-        write_volume(overlays[which], out / name)
     write_rois(out / ROIS_FILE, rois)
     timings["overlays"] = time.perf_counter() - t
     result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
@@ -132,9 +138,14 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     result["outputs"] = {"evidence": EVIDENCE_FILE, "attention": ATTENTION_FILES["local-to-global"],
                          "attention_global_to_local": ATTENTION_FILES["global-to-local"],
                          "rois": ROIS_FILE, "report": REPORT_FILE}
-    t = time.perf_counter()
-    write_report(out / REPORT_FILE, study, results, stager.classes, overlays, result)
-    result["timings"]["report"] = round(time.perf_counter() - t, 4)
+    # The NRRDs are compressed in a second thread (SimpleITK releases the GIL) while the report is drawn in
+    # this one: the report is single-threaded Python, so the compression uses the other core.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dvt-staging-overlays") as writer:
+        written = writer.submit(_write_overlays, overlays, out)
+        t = time.perf_counter()
+        write_report(out / REPORT_FILE, study, results, stager.classes, overlays, result)
+        result["timings"]["report"] = round(time.perf_counter() - t, 4)
+        result["timings"]["overlays"] = round(timings["overlays"] + written.result(), 4)
     if volume.metadata.get("source_format") == "dicom":   # SEG + SR for PACS, listed before result.json is written
         from ..io.dicom_outputs import write_dicom_outputs
 

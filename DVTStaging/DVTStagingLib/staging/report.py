@@ -21,6 +21,27 @@ def _heat_rgba(plt, heat: np.ndarray, cmap: str) -> np.ndarray:
     return rgba
 
 
+def warm_up() -> None:
+    """Load matplotlib, its fonts and its PNG writer now (a long-lived process, the staging service), so
+    that its first report takes as long as the next ones (about 0.4 s less)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2, 1), dpi=50)
+    ax = fig.add_subplot()
+    ax.imshow(np.zeros((2, 2)), cmap="gray")
+    ax.plot([0, 1])
+    ax.bar([0], [1])
+    ax.set_title("warm-up")
+    fig.suptitle("warm-up")
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
 def write_report(path: Path, study: StudyView, results, classes, overlays: dict, result: dict) -> Path:
     """One picture per study; `overlays` maps "evidence" and "local-to-global" to volumes in the input's
     geometry."""

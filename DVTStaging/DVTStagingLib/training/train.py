@@ -122,8 +122,14 @@ def _save_checkpoint(path: Path, model, optimizer, state: dict):
 
 def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, out: Path | None, seed: int,
                 device: torch.device, dist_env: Distributed | None = None, resume: bool = False,
-                log_name: str = "train") -> tuple[torch.nn.Module, dict]:
-    """Train one network; returns it with the best validation weights loaded, and the run's record."""
+                log_name: str = "train", time_limit_s: float | None = None,
+                bf16: bool = False) -> tuple[torch.nn.Module, dict]:
+    """Train one network; returns it with the best validation weights loaded, and the run's record.
+
+    `time_limit_s` (a cluster's wall-time, say) ends the run early, with the best weights so far, when
+    the next epoch would not finish inside it; the record then says so.  `bf16` runs forward and loss under
+    bf16 autocast on a GPU (weights, optimizer and validation stay float32)."""
+    run_started = time.perf_counter()
     dist_env = dist_env or Distributed(device)
     torch.manual_seed(seed)
     model = build_model(cfg).to(device)
@@ -163,7 +169,8 @@ def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, ou
                 group["lr"] = cfg.lr * lr_factor(state["step"], warmup_steps, total_steps)
             inputs = _batch(model, train_bank, index, gen, device)
             target = slice_labels[np.sort(index)].to(device)
-            loss = F.cross_entropy(net(*inputs), target, weight=weights)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+                loss = F.cross_entropy(net(*inputs).float(), target, weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -182,6 +189,11 @@ def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, ou
             else:
                 state["bad_epochs"] += 1
             stop = state["bad_epochs"] >= cfg.patience and epoch + 1 >= cfg.warmup_epochs
+            elapsed = time.perf_counter() - run_started
+            if time_limit_s is not None and not stop and epoch + 1 < cfg.epochs \
+                    and elapsed + record["seconds"] * 1.2 > time_limit_s:
+                state["stopped_by_time_limit"] = True
+                stop = True
             state["history"].append(record)
             if out is not None:
                 with open(out / f"{log_name}.log.jsonl", "a", encoding="utf-8") as log:
@@ -194,7 +206,8 @@ def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, ou
         progress.update(state["epoch"])
         if dist_env.broadcast_flag(stop):
             if dist_env.main:
-                status(f"{log_name}: early stop after {epoch + 1} epochs; best epoch {state['best_epoch']}")
+                why = "time limit" if state.get("stopped_by_time_limit") else "early stop"
+                status(f"{log_name}: {why} after {epoch + 1} epochs; best epoch {state['best_epoch']}")
             break
     dist_env.barrier()
     if state.get("best_state"):
@@ -211,27 +224,30 @@ def model_card(cfg: ModelConfig, training_data: dict, record: dict, metrics: dic
         "classes": list(STAGES[: cfg.num_classes]),
         "input": cfg.input.to_dict(),
         "training_data": dict(training_data, seed=seed),
-        "training": {"best_epoch": record["best_epoch"], "epochs_run": record["epoch"],
-                     "best_val_macro_f1": record["best_f1"], "torch": torch.__version__},
+        "training": {"best_epoch": record["best_epoch"], "epochs_run": record["epoch"], "epochs_planned": cfg.epochs,
+                     "best_val_macro_f1": record["best_f1"], "torch": torch.__version__,
+                     "precision": record.get("precision", "float32"),
+                     **({"stopped_by": "time limit"} if record.get("stopped_by_time_limit") else {})},
         "metrics": metrics,
         "intended_use": NOT_FOR_CLINICAL_USE,
     }
 
 
+def _prepare_run_folder(out: Path, resume: bool, dist_env: Distributed):
+    if dist_env.main:
+        if not resume and (out / CHECKPOINT).exists():
+            raise UserError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+
+
 def run_training(data: Path, config: ModelConfig, out: Path, seed: int = 0, device: str = "auto",
                  resume: bool = False, model_id: str | None = None, publish: bool = True,
-                 epochs: int | None = None) -> dict | None:
+                 epochs: int | None = None, time_limit_s: float | None = None, bf16: bool = False) -> dict | None:
     dev = resolve_device(device)
     dist_env = Distributed(dev)
     try:
-        if epochs is not None:
-            config = replace(config, epochs=epochs, warmup_epochs=min(config.warmup_epochs, max(1, epochs // 5)))
         dataset = load_dataset(data)
-        out = Path(out)
-        if dist_env.main:
-            if not resume and (out / CHECKPOINT).exists():
-                raise UserError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-            out.mkdir(parents=True, exist_ok=True)
+        _prepare_run_folder(Path(out), resume, dist_env)     # before the slices: a wrong --out fails at once
         if dist_env.world > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // dist_env.world))
         # Rank 0 builds (and caches) the slices first; the others then read the cache.
@@ -242,34 +258,49 @@ def run_training(data: Path, config: ModelConfig, out: Path, seed: int = 0, devi
         if not dist_env.main:
             bank = build_slice_bank(dataset, config.input, with_crops=config.architecture != "vdpf",
                                     crop_margin=config.crop_margin_px, workers=1)
-        train_bank, val_bank, test_bank = bank.split("train"), bank.split("val"), bank.split("test")
-        # Model selection looks at evenly spaced slices of each validation ROI; final metrics use them all.
-        val_select = val_bank.thinned(VAL_SLICES_PER_ROI)
-        if not train_bank.rois or not val_bank.rois:
-            raise UserError(f"{data}: training needs ROIs in both the 'train' and the 'val' split")
-        model, record = train_model(config, train_bank, val_select, out, seed, dev, dist_env, resume)
-        if not dist_env.main:
-            return None
-        classes = list(dataset.classes)
-        trust, _ = fit_trust(model, train_bank, val_bank, dev)
-        metrics = {}
-        for name, part in (("val", val_bank), ("test", test_bank)):
-            if part.rois:
-                probs, reasons, _ = trusted_predictions(model, trust, part, dev)
-                metrics[name] = staging_metrics(part.roi_labels(), probs, classes, [r is not None for r in reasons])
-                metrics[name]["ece"] = expected_calibration_error(probs, part.roi_labels())
-        model_id = model_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        card = model_card(config, dataset.provenance(), record, metrics, seed)
-        card["trust"] = trust.card_section()
-        weights = {**model.state_dict(), **trust_tensors(trust)}
-        entry = save_model(weights, card, out, model_id)
-        if publish:
-            save_model(weights, card, user_dir(), model_id)
-            status(f"train: model '{model_id}' added to the catalogue ({user_dir()})")
-        for name, m in metrics.items():
-            status(f"train: {name} macro F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f}, "
-                   f"indeterminate {m['indeterminate_rate']:.0%} (n={m['n']} ROIs)")
-        status(f"train: model card {entry.card_path}")
-        return card
+        return train_on_bank(bank, config, Path(out), dataset.provenance(), list(dataset.classes), seed, dev,
+                             dist_env, resume=resume, model_id=model_id, publish=publish, epochs=epochs,
+                             time_limit_s=time_limit_s, data_name=str(data), bf16=bf16)
     finally:
         dist_env.close()
+
+
+def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: dict, classes: list[str], seed: int,
+                  dev: torch.device, dist_env: Distributed, resume: bool = False, model_id: str | None = None,
+                  publish: bool = True, epochs: int | None = None, time_limit_s: float | None = None,
+                  data_name: str = "the dataset", bf16: bool = False) -> dict | None:
+    """Train on a bank's train split (selected on val), fit the trust figures, score val and test, and save
+    the model with its card in `out` (and the user catalogue when publishing).  Returns the card (rank 0)."""
+    if epochs is not None:
+        config = replace(config, epochs=epochs, warmup_epochs=min(config.warmup_epochs, max(1, epochs // 5)))
+    _prepare_run_folder(out, resume, dist_env)
+    train_bank, val_bank, test_bank = bank.split("train"), bank.split("val"), bank.split("test")
+    # Model selection looks at evenly spaced slices of each validation ROI; final metrics use them all.
+    val_select = val_bank.thinned(VAL_SLICES_PER_ROI)
+    if not train_bank.rois or not val_bank.rois:
+        raise UserError(f"{data_name}: training needs ROIs in both the 'train' and the 'val' split")
+    model, record = train_model(config, train_bank, val_select, out, seed, dev, dist_env, resume,
+                                time_limit_s=time_limit_s, bf16=bf16)
+    record["precision"] = "bf16 autocast" if bf16 and dev.type == "cuda" else "float32"
+    if not dist_env.main:
+        return None
+    trust, _ = fit_trust(model, train_bank, val_bank, dev)
+    metrics = {}
+    for name, part in (("val", val_bank), ("test", test_bank)):
+        if part.rois:
+            probs, reasons, _ = trusted_predictions(model, trust, part, dev)
+            metrics[name] = staging_metrics(part.roi_labels(), probs, classes, [r is not None for r in reasons])
+            metrics[name]["ece"] = expected_calibration_error(probs, part.roi_labels())
+    model_id = model_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    card = model_card(config, provenance, record, metrics, seed)
+    card["trust"] = trust.card_section()
+    weights = {**model.state_dict(), **trust_tensors(trust)}
+    entry = save_model(weights, card, out, model_id)
+    if publish:
+        save_model(weights, card, user_dir(), model_id)
+        status(f"train: model '{model_id}' added to the catalogue ({user_dir()})")
+    for name, m in metrics.items():
+        status(f"train: {name} macro F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, ECE {m['ece']:.3f}, "
+               f"indeterminate {m['indeterminate_rate']:.0%} (n={m['n']} ROIs)")
+    status(f"train: model card {entry.card_path}")
+    return card

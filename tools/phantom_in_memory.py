@@ -1,0 +1,63 @@
+"""Phantom studies rendered in memory into a slice bank, for a machine without SimpleITK/slicerio (a lent GPU box).
+
+The studies of `dvt-staging phantom --cases N --seed S` are re-rendered from the same per-case seeds
+(`phantom.writer.plan_cases`), so the bank holds the slices `dvt-staging train` reads from those files.
+Imported by tools/compare_in_memory.py and tools/train_in_memory.py.
+"""
+import os
+import sys
+import types
+from functools import partial
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DVTStaging"))
+for _name in ("SimpleITK", "slicerio", "jsonschema"):      # imported by the core, never called here
+    try:
+        __import__(_name)
+    except ImportError:
+        sys.modules[_name] = types.ModuleType(_name)
+
+import torch  # noqa: E402
+from DVTStagingLib import __version__  # noqa: E402
+from DVTStagingLib.core.stages import STAGES  # noqa: E402
+from DVTStagingLib.models.config import InputSpec  # noqa: E402
+from DVTStagingLib.phantom.study import make_study  # noqa: E402
+from DVTStagingLib.phantom.writer import plan_cases  # noqa: E402
+from DVTStagingLib.staging.slices import prepare_study  # noqa: E402
+from DVTStagingLib.training.slice_bank import SliceBank, bank_from_items, roi_items  # noqa: E402
+
+CLASSES = list(STAGES)
+
+
+def _case_items(plan: dict, seed: int, spec: dict, with_crops: bool, crop_margin: int) -> list[dict]:
+    torch.set_num_threads(1)
+    study = make_study(plan["seed"], plan["stages"])
+    view = prepare_study(study.volume, InputSpec.from_dict(spec))
+    case = f"phantom-{seed}-{plan['index']:04d}"
+    return [roi_items(view, roi, {"case": case, "roi": roi.name, "stage": t["stage"],
+                                  "label": CLASSES.index(t["stage"]), "split": plan["split"]}, with_crops, crop_margin)
+            for roi, t in zip(study.rois, study.truth["thrombi"])]
+
+
+def render_bank(cases: int, seed: int, spec: InputSpec, with_crops: bool, crop_margin: int = 5,
+                workers: int | None = None) -> SliceBank:
+    """The slice bank of `dvt-staging phantom --cases N --seed S`, every split, built without files."""
+    plans = plan_cases(cases, seed)
+    work = partial(_case_items, seed=seed, spec=spec.to_dict(), with_crops=with_crops, crop_margin=crop_margin)
+    with get_context("fork").Pool(workers or os.cpu_count() or 1) as pool:
+        items = [i for per_case in pool.map(work, plans, chunksize=2) for i in per_case]
+    return bank_from_items(items, with_crops)
+
+
+def provenance(cases: int, seed: int) -> dict:
+    """What a model card records of this training data: the command that writes the same studies as files."""
+    splits = {}
+    for plan in plan_cases(cases, seed):
+        splits[plan["split"]] = splits.get(plan["split"], 0) + 1
+    return {"dataset": "DVTStaging synthetic BTI phantom", "folder": None, "dataset_json_sha256": None,
+            "source": {"generator": "dvt-staging phantom", "version": __version__, "seed": seed, "cases": cases,
+                       "normal_fraction": 0.0},
+            "cases": cases, "splits": splits,
+            "rendered": f"in memory (tools/phantom_in_memory.py): the studies of dvt-staging phantom --cases {cases} "
+                        f"--seed {seed}"}

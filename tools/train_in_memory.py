@@ -1,0 +1,131 @@
+"""`dvt-staging train` on phantom studies rendered in memory, several seeds at once on one GPU.
+
+For a lent GPU box without SimpleITK/slicerio: the bank of `dvt-staging phantom --cases N --seed S` is
+rendered once (tools/phantom_in_memory.py), then one process per training seed runs the CLI's own
+`training.train.train_on_bank` (same recipe, trust fit, metrics and model card) and, with --heldout-cases,
+scores its model on the studies of another phantom seed (every case, true ROIs, indeterminate counted wrong).
+The file-based equivalent of one seed:
+
+  dvt-staging phantom --out data/p --cases N --seed S
+  dvt-staging train --data data/p --config CONFIG --seed K --out runs/K
+
+  python3 tools/train_in_memory.py OUT --config CONFIG [--variant ResNet50] --cases 1200 --seed 300 --seeds 0 1 2
+          [--epochs E] [--time-limit-min M] [--heldout-cases 60 --heldout-seed 9100]
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+# isort: off
+from phantom_in_memory import CLASSES, provenance, render_bank  # first: puts DVTStagingLib on the path
+# isort: on
+
+import torch  # noqa: E402
+from DVTStagingLib.models.config import load_config, variant  # noqa: E402
+from DVTStagingLib.staging.inference import Stager  # noqa: E402
+from DVTStagingLib.training.calibration import expected_calibration_error, trusted_predictions  # noqa: E402
+from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
+from DVTStagingLib.training.train import Distributed, train_on_bank  # noqa: E402
+
+
+def _config(args):
+    cfg = load_config(args.config)
+    return variant(cfg, args.variant) if args.variant else cfg
+
+
+def _heldout_scores(model, trust, bank, dev) -> dict:
+    probs, reasons, _ = trusted_predictions(model, trust, bank, dev)
+    scores = staging_metrics(bank.roi_labels(), probs, CLASSES, [r is not None for r in reasons])
+    scores["ece"] = expected_calibration_error(probs, bank.roi_labels())
+    return scores
+
+
+def _train_one(args, seed: int, bank, heldout, threads: int, out: Path):
+    torch.set_num_threads(threads)
+    dev = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = _config(args)
+    model_id = f"{cfg.name.replace(':', '-').replace(' ', '')}-s{seed}"
+    card = train_on_bank(bank, cfg, out, provenance(args.cases, args.seed), CLASSES, seed, dev, Distributed(dev),
+                         model_id=model_id, publish=False, epochs=args.epochs,
+                         time_limit_s=None if args.time_limit_min is None else args.time_limit_min * 60,
+                         data_name=f"phantom seed {args.seed}", bf16=args.bf16)
+    if heldout is not None:
+        stager = Stager(str(out / f"{model_id}.json"), str(dev))     # the saved model, as `stage` loads it
+        card["metrics"][f"heldout_seed_{args.heldout_seed}"] = _heldout_scores(stager.model, stager.trust, heldout, dev)
+        (out / f"{model_id}.heldout.json").write_text(json.dumps(card["metrics"], indent=1), encoding="utf-8")
+
+
+def _summary(rows: list[dict]) -> dict:
+    out = {}
+    for key in sorted({k for r in rows for k in r if k != "seed"}):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            out[key] = {"mean": round(statistics.mean(values), 4),
+                        "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out", type=Path)
+    p.add_argument("--config", required=True, help="a config name or JSON file")
+    p.add_argument("--variant", default=None, help="a comparison variant of it (e.g. ResNet50)")
+    p.add_argument("--cases", type=int, default=1200)
+    p.add_argument("--seed", type=int, default=300, help="phantom seed of the training studies")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, run side by side")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--time-limit-min", type=float, default=None)
+    p.add_argument("--heldout-cases", type=int, default=0)
+    p.add_argument("--heldout-seed", type=int, default=9100)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for training on a GPU")
+    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
+    args = p.parse_args()
+    started = time.time()
+    cfg = _config(args)      # the parent never touches CUDA: the trainers are forked from it
+    crops = cfg.architecture != "vdpf"
+    bank = render_bank(args.cases, args.seed, cfg.input, crops, cfg.crop_margin_px, args.workers)
+    heldout = None
+    if args.heldout_cases:
+        heldout = render_bank(args.heldout_cases, args.heldout_seed, cfg.input, crops, cfg.crop_margin_px, args.workers)
+        heldout = heldout.subset(range(len(heldout.rois)))       # every case, whatever its split
+    print(f"bank: {len(bank.rois)} ROIs, {len(bank.images)} slices; heldout "
+          f"{0 if heldout is None else len(heldout.rois)} ROIs ({time.time() - started:.0f} s)", flush=True)
+    threads = max(1, (os.cpu_count() or 2) // len(args.seeds))
+    ctx = get_context("fork")
+    procs = {seed: ctx.Process(target=_train_one, args=(args, seed, bank, heldout, threads, args.out / f"seed-{seed}"))
+             for seed in args.seeds}
+    for proc in procs.values():
+        proc.start()
+    for proc in procs.values():
+        proc.join()
+    rows = []
+    for seed in args.seeds:
+        cards = sorted((args.out / f"seed-{seed}").glob("*.heldout.json")) or sorted((args.out / f"seed-{seed}").glob("*-s*.json"))
+        if not cards:
+            print(f"seed {seed}: no model (exit code {procs[seed].exitcode})", flush=True)
+            continue
+        data = json.loads(cards[0].read_text())
+        metrics = data.get("metrics", data)
+        row = {"seed": seed}
+        for part, scores in metrics.items():
+            if isinstance(scores, dict) and "macro_f1" in scores:
+                row[f"{part}_macro_f1"] = scores["macro_f1"]
+                row[f"{part}_ece"] = scores.get("ece")
+                row[f"{part}_indeterminate"] = scores.get("indeterminate_rate")
+        rows.append(row)
+    summary = {"config": cfg.to_dict(), "variant": args.variant, "cases": args.cases, "phantom_seed": args.seed,
+               "heldout": {"cases": args.heldout_cases, "seed": args.heldout_seed} if args.heldout_cases else None,
+               "rows": rows, "summary": _summary(rows), "seconds": round(time.time() - started, 1)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    for key, s in summary["summary"].items():
+        print(f"{key}: {s['mean']:.3f} ± {s['sd']:.3f} (n={s['n']})")
+    print(json.dumps({"seconds": summary["seconds"]}))
+
+
+if __name__ == "__main__":
+    main()
