@@ -91,8 +91,8 @@ def main():
     bank = render_bank(args.cases, args.seed, cfg.input, crops, cfg.crop_margin_px, args.workers)
     heldout = None
     if args.heldout_cases:
+        # scored whole: every case, whatever its split
         heldout = render_bank(args.heldout_cases, args.heldout_seed, cfg.input, crops, cfg.crop_margin_px, args.workers)
-        heldout = heldout.subset(range(len(heldout.rois)))       # every case, whatever its split
     print(f"bank: {len(bank.rois)} ROIs, {len(bank.images)} slices; heldout "
           f"{0 if heldout is None else len(heldout.rois)} ROIs ({time.time() - started:.0f} s)", flush=True)
     threads = max(1, (os.cpu_count() or 2) // len(args.seeds))

@@ -15,6 +15,7 @@ import torch
 from ..detection.view import prepare_view, resample_mask
 from ..io.roi import BoxROI
 from ..io.volume import Volume
+from .slices import evenly_spaced
 from .trust import content_reason
 
 CONTENT_SLICES = 24
@@ -28,8 +29,7 @@ def roi_thrombus_probability(detector, volume: Volume, roi: BoxROI, view=None) -
     slices = np.flatnonzero(box.flatten(1).any(dim=1).numpy())
     if slices.size == 0:
         return 0.0
-    if slices.size > CONTENT_SLICES:
-        slices = slices[np.unique(np.linspace(0, slices.size - 1, CONTENT_SLICES).round().astype(int))]
+    slices = slices[evenly_spaced(slices.size, CONTENT_SLICES)]
     best = 0.0
     for start in range(0, len(slices), 16):
         idx = slices[start: start + 16]

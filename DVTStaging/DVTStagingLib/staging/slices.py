@@ -155,6 +155,11 @@ class SlicePairs:
         return len(self.view_slices)
 
 
+def evenly_spaced(n: int, at_most: int) -> np.ndarray:
+    """Indices of at most `at_most` evenly spaced items of `n` (all of them when n <= at_most), first and last kept."""
+    return np.unique(np.linspace(0, n - 1, min(n, at_most)).round().astype(int))
+
+
 def roi_box_in_view(study: StudyView, roi: BoxROI) -> tuple[np.ndarray, np.ndarray]:
     """The ROI's [slice, row, col] voxel mask in the view order, and the view slices it covers."""
     box = study.orientation.apply(roi.voxel_mask(study.volume))

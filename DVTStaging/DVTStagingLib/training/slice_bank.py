@@ -24,7 +24,7 @@ from ..io.dataset import Case, Dataset
 from ..io.roi import read_rois
 from ..io.volume import read_volume
 from ..models.config import InputSpec
-from ..staging.slices import lesion_crops, prepare_study, slice_pairs
+from ..staging.slices import evenly_spaced, lesion_crops, prepare_study, slice_pairs
 
 IMAGE_SCALE = 100.0
 MAX_SLICES_PER_ROI = 48     # evenly spaced; long thrombi would otherwise dominate training
@@ -61,7 +61,7 @@ class SliceBank:
         for r in range(len(self.rois)):
             idx = np.flatnonzero(self.roi_of_slice == r)
             if len(idx):
-                keep[idx[np.unique(np.linspace(0, len(idx) - 1, min(per_roi, len(idx))).round().astype(int))]] = True
+                keep[idx[evenly_spaced(len(idx), per_roi)]] = True
         return SliceBank(*self._keep(keep), self.roi_of_slice[keep], self.rois, self._kept_zoom(keep))
 
     def split(self, name: str) -> "SliceBank":
@@ -83,7 +83,7 @@ def _to_uint8(t: torch.Tensor, scale: float) -> np.ndarray:
 def roi_items(study, roi, meta: dict, with_crops: bool, crop_margin: int) -> dict:
     """Evenly spaced slices of one ROI of a prepared study, stored compactly."""
     pairs = slice_pairs(study, roi)
-    pick = np.unique(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_SLICES_PER_ROI)).round().astype(int))
+    pick = evenly_spaced(len(pairs), MAX_SLICES_PER_ROI)
     crops = _to_uint8(lesion_crops(study, roi, crop_margin)[pick], IMAGE_SCALE) if with_crops else None
     zoomed = None if pairs.zoomed_images is None else _to_uint8(pairs.zoomed_images[pick], IMAGE_SCALE)
     return {"meta": meta, "images": _to_uint8(pairs.global_images[pick], IMAGE_SCALE),
