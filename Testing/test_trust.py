@@ -15,7 +15,10 @@ from DVTStagingLib.io.roi import read_rois
 from DVTStagingLib.io.volume import read_volume
 from DVTStagingLib.staging.trust import Trust
 from DVTStagingLib.training.calibration import (
+    TARGET_RISK,
+    error_rate_upper_bound,
     expected_calibration_error,
+    fit_confidence_threshold,
     fit_temperature,
     nll,
     roi_probabilities,
@@ -48,6 +51,41 @@ def test_temperature_scaling_lowers_the_nll_and_ece_of_an_overconfident_toy():
     assert nll(scaled, labels) < 0.8 * nll(raw, labels)
     assert expected_calibration_error(scaled, labels) < 0.5 * expected_calibration_error(raw, labels)
     np.testing.assert_array_equal(raw.argmax(axis=1), scaled.argmax(axis=1))   # the answers do not change
+
+
+def test_the_error_bound_is_the_clopper_pearson_one():
+    assert error_rate_upper_bound(0, 59) == pytest.approx(1 - 0.05 ** (1 / 59))    # no error: 1 - delta^(1/n)
+    assert error_rate_upper_bound(3, 100) > 0.03                                   # above the observed rate
+    assert error_rate_upper_bound(5, 5) == 1.0
+
+
+def _validation_rois(rng, n, accuracy):
+    """Calibrated-looking ROI probabilities: right with probability `accuracy`, less sure when wrong."""
+    labels = rng.integers(0, 3, n)
+    right = rng.random(n) < accuracy
+    answer = np.where(right, labels, (labels + 1) % 3)
+    top = np.where(right, rng.uniform(0.6, 1.0, n), rng.uniform(0.4, 0.7, n))
+    probs = np.full((n, 3), 0.0)
+    probs[np.arange(n), answer] = top
+    probs[np.arange(n), (answer + 1) % 3] = 1 - top
+    return probs, labels
+
+
+def test_an_accurate_model_abstains_on_fewer_rois_than_the_coverage_rule():
+    probs, labels = _validation_rois(np.random.default_rng(1), 400, accuracy=0.99)
+    threshold, how = fit_confidence_threshold(probs, labels)
+    coverage_rule = np.sort(probs.max(axis=1))[int(0.05 * 400)]
+    assert how["rule"] == "risk control" and threshold < coverage_rule
+    assert how["val_coverage"] > 0.95
+    assert error_rate_upper_bound(round(how["val_answered_error_rate"] * 400 * how["val_coverage"]),
+                                  round(400 * how["val_coverage"])) <= TARGET_RISK
+
+
+def test_a_weak_model_is_capped_at_the_coverage_rule():
+    probs, labels = _validation_rois(np.random.default_rng(2), 400, accuracy=0.6)
+    threshold, how = fit_confidence_threshold(probs, labels)
+    assert how["rule"] == "coverage cap"
+    assert how["val_coverage"] == pytest.approx(0.95, abs=0.01)     # abstains on 5%, not on most ROIs
 
 
 def test_an_indeterminate_answer_counts_as_wrong_in_macro_f1():
@@ -146,6 +184,23 @@ def test_deleting_the_top_evidence_changes_the_prediction_more_than_a_random_reg
             top.append(d["drop_top_evidence"])
             random.append(d["drop_random_region"])
     assert np.mean(top) > np.mean(random) + 0.05, (top, random)
+
+
+def test_the_evidence_map_shows_on_the_slices_the_model_is_sure_of(bundled, phantom_dataset):
+    """A reader scrolls through the ROI: the overlay must not be blank wherever the stage is certain (the
+    log-probability's gradient vanished there, 1e-25 of the peak on most slices)."""
+    from DVTStagingLib.staging.evidence import normalised
+
+    stager, _ = bundled
+    case = next(c for c in phantom_dataset.cases if c.labels)
+    volume = read_volume(phantom_dataset.path(case.image))
+    rois = [r for f in case.rois for r in read_rois(phantom_dataset.path(f))]
+    _, results = stager.stage(volume, rois, want_attention=False, show_progress=False, want_evidence=True)
+    for result in results:
+        sure = result.slice_probabilities.max(axis=1) > 0.99
+        assert sure.sum() >= 3, "the test needs a ROI the model is sure of on several slices"
+        per_slice_peak = normalised(result.evidence).reshape(len(sure), -1).max(axis=1)
+        assert np.median(per_slice_peak[sure]) > 0.05, per_slice_peak
 
 
 def test_the_zoom_window_maps_back_onto_the_pixels_it_was_cut_from():

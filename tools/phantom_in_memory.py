@@ -30,24 +30,37 @@ from DVTStagingLib.training.slice_bank import SliceBank, bank_from_items, roi_it
 CLASSES = list(STAGES)
 
 
-def _case_items(plan: dict, seed: int, spec: dict, with_crops: bool, crop_margin: int) -> list[dict]:
+def _case_items(plan: dict, seed: int, specs: list[dict], with_crops: bool, crop_margin: int) -> list[list[dict]]:
+    """The bank items of one study, for each input spec (the study is rendered once)."""
     torch.set_num_threads(1)
     study = make_study(plan["seed"], plan["stages"])
-    view = prepare_study(study.volume, InputSpec.from_dict(spec))
     case = f"phantom-{seed}-{plan['index']:04d}"
-    return [roi_items(view, roi, {"case": case, "roi": roi.name, "stage": t["stage"],
-                                  "label": CLASSES.index(t["stage"]), "split": plan["split"]}, with_crops, crop_margin)
-            for roi, t in zip(study.rois, study.truth["thrombi"])]
+    per_spec = []
+    for spec in specs:
+        view = prepare_study(study.volume, InputSpec.from_dict(spec))
+        per_spec.append([roi_items(view, roi, {"case": case, "roi": roi.name, "stage": t["stage"],
+                                               "label": CLASSES.index(t["stage"]), "split": plan["split"]},
+                                   with_crops, crop_margin)
+                         for roi, t in zip(study.rois, study.truth["thrombi"])])
+    return per_spec
+
+
+def render_banks(cases: int, seed: int, specs: list[InputSpec], with_crops: bool, crop_margin: int = 5,
+                 workers: int | None = None, splits: tuple[str, ...] | None = None) -> list[SliceBank]:
+    """One slice bank per input spec of `dvt-staging phantom --cases N --seed S`, built without files; each
+    study is rendered once.  Every split, or only the studies of `splits`."""
+    plans = [p for p in plan_cases(cases, seed) if splits is None or p["split"] in splits]
+    work = partial(_case_items, seed=seed, specs=[s.to_dict() for s in specs], with_crops=with_crops,
+                   crop_margin=crop_margin)
+    with get_context("fork").Pool(workers or os.cpu_count() or 1) as pool:
+        per_case = pool.map(work, plans, chunksize=2)
+    return [bank_from_items([i for case in per_case for i in case[k]], with_crops) for k in range(len(specs))]
 
 
 def render_bank(cases: int, seed: int, spec: InputSpec, with_crops: bool, crop_margin: int = 5,
                 workers: int | None = None) -> SliceBank:
     """The slice bank of `dvt-staging phantom --cases N --seed S`, every split, built without files."""
-    plans = plan_cases(cases, seed)
-    work = partial(_case_items, seed=seed, spec=spec.to_dict(), with_crops=with_crops, crop_margin=crop_margin)
-    with get_context("fork").Pool(workers or os.cpu_count() or 1) as pool:
-        items = [i for per_case in pool.map(work, plans, chunksize=2) for i in per_case]
-    return bank_from_items(items, with_crops)
+    return render_banks(cases, seed, [spec], with_crops, crop_margin, workers)[0]
 
 
 def provenance(cases: int, seed: int) -> dict:

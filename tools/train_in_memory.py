@@ -9,7 +9,7 @@ The file-based equivalent of one seed:
   dvt-staging phantom --out data/p --cases N --seed S
   dvt-staging train --data data/p --config CONFIG --seed K --out runs/K
 
-  python3 tools/train_in_memory.py OUT --config CONFIG [--variant ResNet50] --cases 1200 --seed 300 --seeds 0 1 2
+  python3 tools/train_in_memory.py OUT --config CONFIG [CONFIG ...] [--variant ResNet50] --cases 1200 --seed 300 --seeds 0 1 2
           [--epochs E] [--time-limit-min M] [--heldout-cases 60 --heldout-seed 9100]
 """
 import argparse
@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 # isort: off
-from phantom_in_memory import CLASSES, provenance, render_bank  # first: puts DVTStagingLib on the path
+from phantom_in_memory import CLASSES, provenance, render_banks  # first: puts DVTStagingLib on the path
 # isort: on
 
 import torch  # noqa: E402
@@ -32,8 +32,8 @@ from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
 from DVTStagingLib.training.train import Distributed, train_on_bank  # noqa: E402
 
 
-def _config(args):
-    cfg = load_config(args.config)
+def _config(args, name: str):
+    cfg = load_config(name)
     return variant(cfg, args.variant) if args.variant else cfg
 
 
@@ -44,10 +44,9 @@ def _heldout_scores(model, trust, bank, dev) -> dict:
     return scores
 
 
-def _train_one(args, seed: int, bank, heldout, threads: int, out: Path):
+def _train_one(args, cfg, seed: int, bank, heldout, threads: int, out: Path):
     torch.set_num_threads(threads)
     dev = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = _config(args)
     model_id = f"{cfg.name.replace(':', '-').replace(' ', '')}-s{seed}"
     card = train_on_bank(bank, cfg, out, provenance(args.cases, args.seed), CLASSES, seed, dev, Distributed(dev),
                          model_id=model_id, publish=False, epochs=args.epochs,
@@ -72,7 +71,9 @@ def _summary(rows: list[dict]) -> dict:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
-    p.add_argument("--config", required=True, help="a config name or JSON file")
+    p.add_argument("--config", required=True, nargs="+",
+                   help="config names or JSON files (several: trained side by side into OUT/NAME/seed-K; "
+                        "NAME@K: with the first K of --seeds)")
     p.add_argument("--variant", default=None, help="a comparison variant of it (e.g. ResNet50)")
     p.add_argument("--cases", type=int, default=1200)
     p.add_argument("--seed", type=int, default=300, help="phantom seed of the training studies")
@@ -86,28 +87,55 @@ def main():
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
     args = p.parse_args()
     started = time.time()
-    cfg = _config(args)      # the parent never touches CUDA: the trainers are forked from it
-    crops = cfg.architecture != "vdpf"
-    bank = render_bank(args.cases, args.seed, cfg.input, crops, cfg.crop_margin_px, args.workers)
-    heldout = None
-    if args.heldout_cases:
-        # scored whole: every case, whatever its split
-        heldout = render_bank(args.heldout_cases, args.heldout_seed, cfg.input, crops, cfg.crop_margin_px, args.workers)
-    print(f"bank: {len(bank.rois)} ROIs, {len(bank.images)} slices; heldout "
-          f"{0 if heldout is None else len(heldout.rois)} ROIs ({time.time() - started:.0f} s)", flush=True)
-    threads = max(1, (os.cpu_count() or 2) // len(args.seeds))
+    # NAME@K: this config with the first K of --seeds only.  The parent never touches CUDA: trainers are forked.
+    wanted = [(name.rsplit("@", 1)[0], int(name.rsplit("@", 1)[1])) if "@" in name else (name, len(args.seeds))
+              for name in args.config]
+    configs = [_config(args, name) for name, _ in wanted]
+    seeds_of = {id(cfg): args.seeds[:k] for cfg, (_, k) in zip(configs, wanted)}
+    # One bank per distinct input (and crops or not); every study is rendered once for all of them.
+    inputs = []
+    for cfg in configs:
+        key = (cfg.input, cfg.architecture != "vdpf", cfg.crop_margin_px)
+        if key not in inputs:
+            inputs.append(key)
+    banks, heldouts = {}, {}
+    for crops, margin in {(k[1], k[2]) for k in inputs}:
+        keys = [k for k in inputs if k[1:] == (crops, margin)]
+        specs = [k[0] for k in keys]
+        banks.update(zip(keys, render_banks(args.cases, args.seed, specs, crops, margin, args.workers)))
+        if args.heldout_cases:     # scored whole: every case, whatever its split
+            heldouts.update(zip(keys, render_banks(args.heldout_cases, args.heldout_seed, specs, crops, margin,
+                                                   args.workers)))
+    print(f"banks: {len(banks)} inputs, {len(next(iter(banks.values())).rois)} ROIs each "
+          f"({time.time() - started:.0f} s)", flush=True)
+    runs = [(cfg, seed, args.out / f"seed-{seed}" if len(configs) == 1 else args.out / _folder(cfg) / f"seed-{seed}")
+            for cfg in configs for seed in seeds_of[id(cfg)]]
+    threads = max(1, (os.cpu_count() or 2) // len(runs))
     ctx = get_context("fork")
-    procs = {seed: ctx.Process(target=_train_one, args=(args, seed, bank, heldout, threads, args.out / f"seed-{seed}"))
-             for seed in args.seeds}
-    for proc in procs.values():
+    procs = []
+    for cfg, seed, out in runs:
+        key = (cfg.input, cfg.architecture != "vdpf", cfg.crop_margin_px)
+        procs.append(ctx.Process(target=_train_one, args=(args, cfg, seed, banks[key], heldouts.get(key), threads, out)))
+    for proc in procs:
         proc.start()
-    for proc in procs.values():
+    for proc in procs:
         proc.join()
+    for cfg in configs:
+        own = [(seed, out, proc) for (c, seed, out), proc in zip(runs, procs) if c is cfg]
+        _write_summary(args, cfg, own, own[0][1].parent, started)
+    print(json.dumps({"seconds": round(time.time() - started, 1)}))
+
+
+def _folder(cfg) -> str:
+    return cfg.name.replace(":", "-").replace(" ", "")
+
+
+def _write_summary(args, cfg, runs: list, folder: Path, started: float) -> None:
     rows = []
-    for seed in args.seeds:
-        cards = sorted((args.out / f"seed-{seed}").glob("*.heldout.json")) or sorted((args.out / f"seed-{seed}").glob("*-s*.json"))
+    for seed, out, proc in runs:
+        cards = sorted(out.glob("*.heldout.json")) or sorted(out.glob("*-s*.json"))
         if not cards:
-            print(f"seed {seed}: no model (exit code {procs[seed].exitcode})", flush=True)
+            print(f"{cfg.name} seed {seed}: no model (exit code {proc.exitcode})", flush=True)
             continue
         data = json.loads(cards[0].read_text())
         metrics = data.get("metrics", data)
@@ -121,10 +149,10 @@ def main():
     summary = {"config": cfg.to_dict(), "variant": args.variant, "cases": args.cases, "phantom_seed": args.seed,
                "heldout": {"cases": args.heldout_cases, "seed": args.heldout_seed} if args.heldout_cases else None,
                "rows": rows, "summary": _summary(rows), "seconds": round(time.time() - started, 1)}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     for key, s in summary["summary"].items():
-        print(f"{key}: {s['mean']:.3f} ± {s['sd']:.3f} (n={s['n']})")
-    print(json.dumps({"seconds": summary["seconds"]}))
+        print(f"{cfg.name} {key}: {s['mean']:.3f} ± {s['sd']:.3f} (n={s['n']})", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 For each staged slice the model input is rebuilt from the view slice with differentiable operations (pad
 and resize for I_G, the box mask or the zoom window for I_L), so the gradient of the predicted stage's
-calibrated log-probability lands on the study's own pixels, through both branches at once.  The map is
+score (its centred logit) lands on the study's own pixels, through both branches at once.  The map is
 |gradient x intensity| (Shrikumar et al. 2017; Ancona et al. 2018), smoothed over about 2 mm, then
 scaled to 0..1 per ROI.  Its faithfulness is checked by deletion (tests, `dvt-staging explain`).
 """
@@ -41,6 +41,14 @@ def _gaussian_blur(maps: torch.Tensor, sigma_rc: tuple[float, float]) -> torch.T
     return out[:, 0]
 
 
+def centred_logit(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """The target's logit minus the mean logit: the softmax's own score for the class (adding a constant to
+    every logit changes no probability), without the softmax's saturation.  The gradient of the
+    log-probability vanishes on every slice the model is sure of (1e-25 of its peak on most slices of a
+    confident ROI), which left the map blank there; this score keeps each slice's evidence."""
+    return logits[:, target] - logits.mean(dim=1)
+
+
 def evidence_maps(stager, study: StudyView, pairs: SlicePairs, target: int, batch: int = 16) -> torch.Tensor:
     """[n, rows, cols] non-negative evidence for class `target` on each of the ROI's view slices."""
     model = stager.model
@@ -51,7 +59,7 @@ def evidence_maps(stager, study: StudyView, pairs: SlicePairs, target: int, batc
         planes = planes.to(stager.device).requires_grad_(True)
         with torch.enable_grad():
             logits = model(*model_inputs_from_planes(study, pairs, planes, part))
-            score = F.log_softmax(logits.float() / stager.trust.temperature, dim=1)[:, target].sum()
+            score = centred_logit(logits.float(), target).sum()
             (grad,) = torch.autograd.grad(score, planes)
         out.append((grad * planes).abs().detach().float().cpu())
     maps = torch.cat(out)

@@ -100,11 +100,14 @@ def write_report(path: Path, study: StudyView, results, classes, overlays: dict,
     for k, c in enumerate(classes):
         ax_curve.plot(x, main.slice_probabilities[order, k], color=STAGE_COLORS.get(c), label=c, lw=1.6)
     ax_curve.axvline(vol_index, color="0.6", ls=":", lw=1)
-    ax_curve.set_ylim(0, 1)
+    # a little room past 0 and 1 (a certain class would hide under the frame) and the legend above the
+    # plot, where it covers no curve
+    ax_curve.set_ylim(-0.04, 1.04)
     ax_curve.set_xlabel(f"slice index ({axis})")
     ax_curve.set_ylabel("probability")
-    ax_curve.set_title("per-slice probabilities", fontsize=10)
-    ax_curve.legend(fontsize=8, loc="upper right")
+    ax_curve.set_title("per-slice probabilities", fontsize=10, pad=16)
+    ax_curve.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 0.99), ncol=len(classes),
+                    frameon=False, handlelength=1.5, borderaxespad=0.1)
 
     # A study may hold many ROIs: the picture lists the first few, result.json has them all.
     shown = result["rois"][:REPORT_ROIS]
@@ -136,9 +139,12 @@ def write_report(path: Path, study: StudyView, results, classes, overlays: dict,
                  color=INDETERMINATE_COLOR)
     fig.text(0.5, 0.005, "Research software. Not for clinical use: the bundled model is trained on a synthetic phantom.",
              ha="center", fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.92 if result.get("reason") else 0.95))
+    # Fixed margins instead of tight_layout, and light PNG compression: the same picture in half the time
+    # (the report is a large share of a warm Stage click).
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.08, top=0.86 if result.get("reason") else 0.89,
+                        wspace=0.16, hspace=0.42)
     tmp = Path(path).with_name(f".{Path(path).stem}.tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(tmp, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     os.replace(tmp, path)
     return Path(path)

@@ -3,18 +3,30 @@
 Temperature scaling (Guo et al. 2017) minimises the validation NLL of the per-ROI probabilities (the mean
 of the slices' softmax(logits / T), the paper's per-thrombus rule).  The OOD Gaussians come from the
 training split only; the thresholds are read off the validation split, which the network never saw.
+
+The confidence threshold is selective classification with risk control (after Geifman & El-Yaniv 2017): the
+lowest threshold on the highest calibrated probability at which the answered validation ROIs' error rate is,
+by a one-sided Clopper-Pearson bound, below TARGET_RISK.  It never abstains on more than 1 - TARGET_COVERAGE
+of the validation ROIs: a weak model keeps answering most ROIs, an accurate one abstains only where its
+answers are measurably worse.  (The bound is taken at each candidate threshold without a correction for
+the scan: a guide to the threshold, not a guarantee.)
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from scipy.stats import beta
 
 from ..staging.trust import Trust, softmax
 from .predict import model_inputs, roi_mean
 from .slice_bank import SliceBank
 
-TARGET_COVERAGE = 0.95      # the confidence threshold keeps at least this share of validation ROIs
+TARGET_COVERAGE = 0.95      # the confidence threshold keeps at least this share of validation ROIs ...
+TARGET_RISK = 0.05          # ... and keeps more while the answered ROIs' error rate stays below this
+RISK_DELTA = 0.05           # (upper bound at 1 - RISK_DELTA confidence)
 OOD_QUANTILE = 0.99         # the OOD threshold: this quantile of the validation ROIs' scores ...
 OOD_MARGIN = 1.10           # ... times this margin (unseen in-distribution studies vary more than 50 ROIs show)
 COVARIANCE_RIDGE = 1e-3     # shrinkage toward the mean variance, so a few thousand slices give a stable inverse
@@ -78,6 +90,37 @@ def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 
             for b in range(bins)]
 
 
+def error_rate_upper_bound(errors: int, n: int, delta: float = RISK_DELTA) -> float:
+    """The one-sided (1 - delta) Clopper-Pearson upper bound of an error rate observed as errors / n."""
+    if n <= 0 or errors >= n:
+        return 1.0
+    return float(beta.ppf(1 - delta, errors + 1, n - errors))
+
+
+def fit_confidence_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, dict]:
+    """The confidence threshold (module docstring) for calibrated validation probabilities [R, C], and how
+    it was chosen.  ROIs whose highest probability is below it are answered "not confident"."""
+    confidence = probabilities.max(axis=1)
+    n = len(confidence)
+    ascending = np.sort(confidence)
+    k = int(np.floor((1 - TARGET_COVERAGE) * n))
+    coverage_cap = float(ascending[k]) if k > 0 else float(ascending[0]) - 1e-6
+    order = np.argsort(-confidence, kind="stable")
+    errors = np.cumsum(probabilities.argmax(axis=1)[order] != labels[order])
+    answered = next((m for m in range(n, 0, -1) if error_rate_upper_bound(int(errors[m - 1]), m) <= TARGET_RISK), 0)
+    if answered == n:
+        risk_threshold = float(ascending[0]) - 1e-6
+    else:
+        risk_threshold = float(confidence[order[answered - 1]]) if answered else float("inf")
+    threshold = min(coverage_cap, risk_threshold)
+    kept = confidence >= threshold
+    return threshold, {"rule": "risk control" if risk_threshold <= coverage_cap else "coverage cap",
+                       "target_risk": TARGET_RISK, "risk_delta": RISK_DELTA, "target_coverage": TARGET_COVERAGE,
+                       "val_coverage": float(kept.mean()),
+                       "val_answered_error_rate": float((probabilities.argmax(axis=1) != labels)[kept].mean())
+                       if kept.any() else None}
+
+
 def fit_class_gaussians(features: np.ndarray, labels: np.ndarray, n_classes: int):
     """Class means [C, D] and the inverse of the shared (tied) covariance, with ridge shrinkage."""
     means = np.stack([features[labels == c].mean(axis=0) if (labels == c).any() else features.mean(axis=0)
@@ -96,15 +139,12 @@ def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.d
     temperature = fit_temperature(val_logits, val_bank.roi_of_slice, val_labels)
     before = roi_probabilities(val_logits, val_bank.roi_of_slice, n_val)
     after = roi_probabilities(val_logits, val_bank.roi_of_slice, n_val, temperature)
-    confidence = np.sort(after.max(axis=1))
-    # the highest threshold that still answers TARGET_COVERAGE of the validation ROIs
-    k = int(np.floor((1 - TARGET_COVERAGE) * n_val))
-    confidence_threshold = float(confidence[k]) if k > 0 else float(confidence[0]) - 1e-6
-    trust = Trust(temperature=temperature, confidence_threshold=round(confidence_threshold, 4))
+    confidence_threshold, rule = fit_confidence_threshold(after, val_labels)
+    # rounded down: the card's threshold answers every ROI the fitted one answers
+    trust = Trust(temperature=temperature, confidence_threshold=math.floor(confidence_threshold * 1e4) / 1e4)
     report = {"val_rois": n_val, "val_nll_before": nll(before, val_labels), "val_nll_after": nll(after, val_labels),
               "val_ece_before": expected_calibration_error(before, val_labels),
-              "val_ece_after": expected_calibration_error(after, val_labels),
-              "target_coverage": TARGET_COVERAGE}
+              "val_ece_after": expected_calibration_error(after, val_labels), **rule}
     if val_features is not None:
         _, train_features = slice_outputs(model, train_bank, device)
         means, precision = fit_class_gaussians(train_features, train_bank.roi_labels()[train_bank.roi_of_slice],

@@ -155,7 +155,7 @@ def explain_cases(dataset, cases, stager, deletion_draws: int = 5) -> dict:
                                               "replaced by the slice median",
             "mean_drop_top_evidence": float(top.mean()), "mean_drop_random_region": float(rand.mean()),
             "share_of_rois_top_beats_random": float((top > rand).mean()), "random_draws": deletion_draws}
-    summary["maps"] = {"evidence": "evidence.nrrd: |gradient x input| of the predicted stage's log-probability",
+    summary["maps"] = {"evidence": "evidence.nrrd: |gradient x input| of the predicted stage's centred logit",
                        "local-to-global": "attention.nrrd: the paper's cross-attention, where the lesion's "
                                           "tokens looked in the whole slice"}
     return summary

@@ -1,0 +1,73 @@
+"""Re-fit a staging model's confidence threshold (training.calibration's rule) on the studies it was trained on.
+
+For a model trained by tools/train_in_memory.py on `dvt-staging phantom --cases N --seed S`: the validation
+and test studies are rendered again in memory (tools/phantom_in_memory.py), the threshold is fit on the
+validation ROIs, and the card's `trust.confidence_threshold`, `trust.fit` and `metrics.val`/`metrics.test`
+are rewritten with it (every case, indeterminate counted wrong).  Temperature, OOD fit and weights stay.
+`dvt-staging calibrate` does the same and more (temperature, OOD fit) from studies on disk.
+
+  python3 tools/refit_confidence_in_memory.py CARD.json --cases 1200 --seed 300 [--bank FILE.pkl]
+"""
+import argparse
+import json
+import math
+import pickle
+from pathlib import Path
+
+# isort: off
+from phantom_in_memory import CLASSES, render_banks  # first: puts DVTStagingLib on the path
+# isort: on
+
+from DVTStagingLib.core.files import write_text_atomic  # noqa: E402
+from DVTStagingLib.staging.inference import Stager  # noqa: E402
+from DVTStagingLib.training.calibration import (  # noqa: E402
+    expected_calibration_error,
+    fit_confidence_threshold,
+    trusted_predictions,
+)
+from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("card", type=Path)
+    p.add_argument("--cases", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--bank", type=Path, default=None, help="cache of the rendered val/test bank (pickle)")
+    p.add_argument("--workers", type=int, default=None)
+    args = p.parse_args()
+    stager = Stager(str(args.card), "cpu")
+    if args.bank is not None and args.bank.is_file():
+        with open(args.bank, "rb") as f:      # our own cache, written below
+            bank = pickle.load(f)
+    else:
+        (bank,) = render_banks(args.cases, args.seed, [stager.cfg.input], stager.cfg.architecture != "vdpf",
+                               stager.cfg.crop_margin_px, args.workers, splits=("val", "test"))
+        if args.bank is not None:
+            with open(args.bank, "wb") as f:
+                pickle.dump(bank, f)
+    val, test = bank.split("val"), bank.split("test")
+    stager.trust.confidence_threshold = None          # probabilities first, then the threshold
+    probs, _, _ = trusted_predictions(stager.model, stager.trust, val, stager.device)
+    threshold, rule = fit_confidence_threshold(probs, val.roi_labels())
+    stager.trust.confidence_threshold = math.floor(threshold * 1e4) / 1e4
+    card = json.loads(args.card.read_text(encoding="utf-8"))
+    old = card["trust"]["confidence_threshold"]
+    card["trust"]["confidence_threshold"] = stager.trust.confidence_threshold
+    fit = {k: v for k, v in card["trust"].get("fit", {}).items() if k != "target_coverage"}
+    card["trust"]["fit"] = {**fit, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in rule.items()},
+                            "confidence_refit": f"tools/refit_confidence_in_memory.py --cases {args.cases} "
+                                                f"--seed {args.seed} (was {old}, 95% validation coverage)"}
+    for name, part in (("val", val), ("test", test)):
+        probs, reasons, _ = trusted_predictions(stager.model, stager.trust, part, stager.device)
+        scores = staging_metrics(part.roi_labels(), probs, CLASSES, [r is not None for r in reasons])
+        scores["ece"] = expected_calibration_error(probs, part.roi_labels())
+        card["metrics"][name] = scores
+        print(f"{name}: macro F1 {scores['macro_f1']:.3f}, indeterminate {scores['indeterminate_rate']:.3f}, "
+              f"n {scores['n']}")
+    write_text_atomic(args.card, json.dumps(card, indent=1))
+    print(f"confidence threshold {old} -> {stager.trust.confidence_threshold} ({rule})")
+
+
+if __name__ == "__main__":
+    main()
