@@ -6,12 +6,11 @@ validation ROIs, and the card's `trust.confidence_threshold`, `trust.fit` and `m
 are rewritten with it (every case, indeterminate counted wrong).  Temperature, OOD fit and weights stay.
 `dvt-staging calibrate` does the same and more (temperature, OOD fit) from studies on disk.
 
-  python3 tools/refit_confidence_in_memory.py CARD.json --cases 1200 --seed 300 [--bank FILE.pkl]
+  python3 tools/refit_confidence_in_memory.py CARD.json --cases 1200 --seed 300
 """
 import argparse
 import json
 import math
-import pickle
 from pathlib import Path
 
 # isort: off
@@ -33,19 +32,11 @@ def main():
     p.add_argument("card", type=Path)
     p.add_argument("--cases", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--bank", type=Path, default=None, help="cache of the rendered val/test bank (pickle)")
     p.add_argument("--workers", type=int, default=None)
     args = p.parse_args()
     stager = Stager(str(args.card), "cpu")
-    if args.bank is not None and args.bank.is_file():
-        with open(args.bank, "rb") as f:      # our own cache, written below
-            bank = pickle.load(f)
-    else:
-        (bank,) = render_banks(args.cases, args.seed, [stager.cfg.input], stager.cfg.architecture != "vdpf",
-                               stager.cfg.crop_margin_px, args.workers, splits=("val", "test"))
-        if args.bank is not None:
-            with open(args.bank, "wb") as f:
-                pickle.dump(bank, f)
+    (bank,) = render_banks(args.cases, args.seed, [stager.cfg.input], stager.cfg.architecture != "vdpf",
+                           stager.cfg.crop_margin_px, args.workers, splits=("val", "test"))
     val, test = bank.split("val"), bank.split("test")
     stager.trust.confidence_threshold = None          # probabilities first, then the threshold
     probs, _, _ = trusted_predictions(stager.model, stager.trust, val, stager.device)

@@ -47,7 +47,7 @@ def _heldout_scores(model, trust, bank, dev) -> dict:
 def _train_one(args, cfg, seed: int, bank, heldout, threads: int, out: Path):
     torch.set_num_threads(threads)
     dev = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model_id = f"{cfg.name.replace(':', '-').replace(' ', '')}-s{seed}"
+    model_id = f"{_folder(cfg)}-s{seed}"
     card = train_on_bank(bank, cfg, out, provenance(args.cases, args.seed), CLASSES, seed, dev, Distributed(dev),
                          model_id=model_id, publish=False, epochs=args.epochs,
                          time_limit_s=None if args.time_limit_min is None else args.time_limit_min * 60,
@@ -94,8 +94,7 @@ def main():
     seeds_of = {id(cfg): args.seeds[:k] for cfg, (_, k) in zip(configs, wanted)}
     # One bank per distinct input (and crops or not); every study is rendered once for all of them.
     inputs = []
-    for cfg in configs:
-        key = (cfg.input, cfg.architecture != "vdpf", cfg.crop_margin_px)
+    for key in map(_input_key, configs):
         if key not in inputs:
             inputs.append(key)
     banks, heldouts = {}, {}
@@ -114,7 +113,7 @@ def main():
     ctx = get_context("fork")
     procs = []
     for cfg, seed, out in runs:
-        key = (cfg.input, cfg.architecture != "vdpf", cfg.crop_margin_px)
+        key = _input_key(cfg)
         procs.append(ctx.Process(target=_train_one, args=(args, cfg, seed, banks[key], heldouts.get(key), threads, out)))
     for proc in procs:
         proc.start()
@@ -124,6 +123,11 @@ def main():
         own = [(seed, out, proc) for (c, seed, out), proc in zip(runs, procs) if c is cfg]
         _write_summary(args, cfg, own, own[0][1].parent, started)
     print(json.dumps({"seconds": round(time.time() - started, 1)}))
+
+
+def _input_key(cfg) -> tuple:
+    """What a slice bank depends on: the input spec, crops (the baselines) or not, and the crop margin."""
+    return cfg.input, cfg.architecture != "vdpf", cfg.crop_margin_px
 
 
 def _folder(cfg) -> str:
