@@ -20,8 +20,9 @@ LIB = MODULE / "DVTStagingLib"
 UI = MODULE / "Resources" / "UI" / "DVTStaging.ui"
 PANEL_FILES = [MODULE / "DVTStaging.py", *sorted((MODULE / "DVTStagingPanel").glob("*.py"))]
 # The core's subpackages in data-flow order: a module may import its own package and those before it.
+# `commands` (the CLI's subcommands) sits on top with cli.py and demo.py.
 LAYERS = ["core", "io", "imaging", "phantom", "models", "detection", "staging", "training", "research", "service",
-          "slicer"]
+          "slicer", "commands"]
 
 
 def ui_widgets() -> dict:

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from . import options
+
+NAME = "evaluate"
+HELP = "metrics of a model on a dataset split, or the comparison table"
+
+
+def add_arguments(p):
+    options.add_data(p)
+    options.add_model(p)
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split to score; all: every case (a held-out dataset)")
+    options.add_device(p)
+    p.add_argument("--compare", action="store_true",
+                   help="train and score the VDPF ablations and the crop baselines on the same split")
+    p.add_argument("--config", default="vdpf-small", help="base config of the comparison")
+    p.add_argument("--epochs", type=int, default=None, help="comparison: epochs per variant")
+    p.add_argument("--variants", nargs="+", default=None, help="comparison: table rows to run (default: all)")
+    options.add_seed(p)
+    options.add_output(p, "dvt-evaluate")
+
+
+def run(args) -> int:
+    from ..training.evaluate import compare, evaluate_model
+
+    if args.compare:
+        compare(args.data, args.out, base=args.config, epochs=args.epochs, seed=args.seed, device=args.device,
+                variants=args.variants, model=args.model, overwrite=args.overwrite)
+    else:
+        evaluate_model(args.data, args.model, args.out, split=args.split, device=args.device, overwrite=args.overwrite)
+    return 0
