@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.errors import Cancelled
 from ..io.volume import Volume
 from .slices import SlicePairs, StudyView, to_model_grid
 
@@ -49,22 +50,45 @@ def centred_logit(logits: torch.Tensor, target: int) -> torch.Tensor:
     return logits[:, target] - logits.mean(dim=1)
 
 
-def evidence_maps(stager, study: StudyView, pairs: SlicePairs, target: int, batch: int = 16) -> torch.Tensor:
-    """[n, rows, cols] non-negative evidence for class `target` on each of the ROI's view slices."""
+def view_planes(study: StudyView, pairs: SlicePairs, part: slice, device, grad: bool = True) -> torch.Tensor:
+    """The ROI's view slices `part`, as the leaf the evidence gradient is taken on (grad=True)."""
+    planes = torch.from_numpy(np.ascontiguousarray(study.scaled[pairs.view_slices[part]])).to(device)
+    return planes.requires_grad_(True) if grad else planes
+
+
+def _smoothed(study: StudyView, maps: torch.Tensor) -> torch.Tensor:
+    row_mm, col_mm = study.orientation.spacing[1:]
+    return _gaussian_blur(maps, (SMOOTH_MM / row_mm, SMOOTH_MM / col_mm))
+
+
+def evidence_maps(stager, study: StudyView, pairs: SlicePairs, target: int, batch: int = 16,
+                  cancel=None) -> torch.Tensor:
+    """[n, rows, cols] non-negative evidence for class `target` on each of the ROI's view slices (a forward
+    and a backward pass of its own; see `evidence_from_graph` for reusing the answer's forward)."""
     model = stager.model
     out = []
     for start in range(0, len(pairs), batch):
+        if cancel is not None and cancel():
+            raise Cancelled()
         part = slice(start, start + batch)
-        planes = torch.from_numpy(np.ascontiguousarray(study.scaled[pairs.view_slices[part]]))
-        planes = planes.to(stager.device).requires_grad_(True)
+        planes = view_planes(study, pairs, part, stager.device)
         with torch.enable_grad():
             logits = model(*model_inputs_from_planes(study, pairs, planes, part))
             score = centred_logit(logits.float(), target).sum()
             (grad,) = torch.autograd.grad(score, planes)
         out.append((grad * planes).abs().detach().float().cpu())
-    maps = torch.cat(out)
-    row_mm, col_mm = study.orientation.spacing[1:]
-    return _gaussian_blur(maps, (SMOOTH_MM / row_mm, SMOOTH_MM / col_mm))
+    return _smoothed(study, torch.cat(out))
+
+
+def evidence_from_graph(study: StudyView, graph: list, target: int) -> torch.Tensor:
+    """`evidence_maps` from the answer's own forward: `graph` holds (view slices, logits) of each batch, run
+    with gradients, so only the backward pass is left.  Each slice's score depends on its own slice only, so
+    the gradients are those of `evidence_maps`."""
+    planes = [p for p, _ in graph]
+    score = sum(centred_logit(logits.float(), target).sum() for _, logits in graph)
+    grads = torch.autograd.grad(score, planes)
+    maps = torch.cat([(g * p).abs().detach().float().cpu() for g, p in zip(grads, planes)])
+    return _smoothed(study, maps)
 
 
 def normalised(maps: torch.Tensor) -> np.ndarray:
