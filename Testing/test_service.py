@@ -27,6 +27,7 @@ from DVTStagingLib.io.volume import Volume, read_volume, write_volume
 from DVTStagingLib.phantom.study import make_study
 from DVTStagingLib.phantom.writer import write_study
 from DVTStagingLib.service import protocol as p
+from DVTStagingLib.staging.outputs import OVERLAY_FILES, ROIS_FILE
 from service_helpers import Server, cli_env, run_cli, start_cli, wait_until
 from test_cli import bad_inputs
 
@@ -240,6 +241,39 @@ def test_progress_is_streamed_and_the_answer_holds_no_server_path(server, study)
     assert not any(work in text for text in texts)          # no server path in what it sent
     assert wait_until(lambda: not (_jobs_dir(server) / job).exists(), 10)
     assert httpx.get(server.url + p.job_path(job), timeout=10).status_code == 404
+
+
+def test_the_answer_is_streamed_before_the_overlays(server, study, tmp_path):
+    """The job streams its answer (result.json as written once the stage is known, overlays `pending`) as its
+    own event before it ends; the `--server` client writes that result.json at once and prints the stage
+    line then, while the overlay files come only with the outputs."""
+    job = _submit(server.url, study, study["roi"]).json()["job"]
+    events = _events(server.url, job)
+    kinds = [e["event"] for e in events]
+    assert kinds.count(p.ANSWER) == 1 and kinds.index(p.ANSWER) < kinds.index(p.DONE), kinds
+    answer, final = events[kinds.index(p.ANSWER)]["result"], events[-1]["result"]
+    assert answer["pending"] == [*OVERLAY_FILES.values(), "report.png"] and answer["outputs"] == {"rois": ROIS_FILE}
+    assert answer["input"]["path"] == p.INPUT and "pending" not in final
+    same = ("timings", "outputs", "pending")
+    assert {k: v for k, v in answer.items() if k not in same} == {k: v for k, v in final.items() if k not in same}
+    assert httpx.delete(server.url + p.job_path(job), timeout=10).status_code == 200
+
+    out = tmp_path / "out"
+    client = start_cli("stage", study["image"], "--roi", study["roi"], "--out", out, "--server", server.url,
+                       "--device", "cpu")
+    try:
+        lines = _stderr_lines(client)
+        _wait_for_line(lines, "stage: ")                  # the stage line, printed when the answer arrived
+        present = sorted(os.listdir(out))
+        early = json.loads((out / "result.json").read_text())
+        assert client.wait(timeout=120) == 0
+    finally:
+        client.kill()
+    if "pending" in early:      # (a very slow test thread may look only after the client has finished)
+        assert present == ["result.json", ROIS_FILE], present
+        assert early["input"]["path"] == str(study["image"]) and early["stage"] == final["stage"]
+    done = json.loads((out / "result.json").read_text())
+    assert "pending" not in done and set(OVERLAY_FILES.values()) <= set(os.listdir(out))
 
 
 def test_cancel_stops_queued_and_running_jobs(server, study):
