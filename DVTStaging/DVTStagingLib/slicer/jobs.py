@@ -6,6 +6,8 @@ the process tree, the GUI never waits on it) and hands the output folder back.
 With a staging server (`server`, the panel's "Compute on: server") or the warm
 local worker (`worker`, slicer.worker) that process is the `--server` client,
 so the model runs where it is already loaded; progress and Cancel are the same.
+A staging job answers in two steps: result.json appears (written atomically) as soon as the stage is known,
+while the process goes on with the overlays and the report (`JobRunner.answered`).
 MRML-free: the Logic turns node IDs into nodes and outputs into nodes.
 """
 
@@ -23,6 +25,7 @@ from typing import Callable
 from ..io.roi import BoxROI, write_rois
 from ..io.volume import Volume, write_volume
 from ..models.devices import DEVICES
+from ..staging.outputs import RESULT_FILE
 from .background import BackgroundProcess
 
 INPUT_IMAGE = "input.nrrd"
@@ -119,6 +122,9 @@ class Job:
     roi_node_ids: list[str] = field(default_factory=list)   # in the order the CLI stages them (empty: auto ROIs)
     on_progress: Callable | None = None
     on_finished: Callable | None = None
+    on_answer: Callable | None = None  # stage: called (by the Logic) once the answer is there, before the end
+    answered: bool = False            # the answer has been handed over (`JobRunner.answered`)
+    answer_nodes: object = None       # what the Logic made of the answer, completed when the job ends
     closed_scene: bool = False
     worker: object = None             # the local worker the job talks to (slicer.worker.LocalWorker), if any
     failure: str | None = None        # why the runner stopped the job (its worker died)
@@ -160,7 +166,7 @@ class JobRunner:
 
     def start(self, kind: str, volume: Volume, rois: list[BoxROI] | None, volume_node_id: str,
               roi_node_ids: list[str], model: str | None = None, device: str = "auto",
-              on_progress=None, on_finished=None) -> Job:
+              on_progress=None, on_finished=None, on_answer=None) -> Job:
         """Write the inputs, start `dvt-staging stage` (ROIs given, or None: detect them) or `detect`."""
         if self.job is not None:
             raise RuntimeError("A run is in progress; cancel it first.")
@@ -179,7 +185,7 @@ class JobRunner:
             argv = detect_command(image, out, device=device, prefix=self._prefix(), server=server)
         process = BackgroundProcess(argv, env=cli_environment()).start()
         self.job = Job(kind, process, folder, volume_node_id, list(roi_node_ids), on_progress, on_finished,
-                       worker=worker)
+                       on_answer, worker=worker)
         return self.job
 
     def poll(self) -> Job | None:
@@ -195,6 +201,15 @@ class JobRunner:
             return None
         self.job = None
         job.process.poll(on_progress=job.on_progress)
+        return job
+
+    def answered(self) -> Job | None:
+        """The running staging job, once, when its answer (result.json) has appeared; else None.  The file is
+        written atomically, so it is whole when it is there; the job goes on with the overlays."""
+        job = self.job
+        if job is None or job.kind != "stage" or job.answered or not (job.out_folder / RESULT_FILE).is_file():
+            return None
+        job.answered = True
         return job
 
     def cancel(self, closed_scene: bool = False) -> Job | None:
