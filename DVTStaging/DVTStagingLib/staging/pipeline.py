@@ -141,7 +141,7 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     if on_answer is not None:
         on_answer(answer)
     _report_stages(result)
-    _write_overlays_and_report(out, study, results, stager, volume, rois, result, scores, timings, started, cancel)
+    _write_overlays_and_report(out, study, results, stager, volume, rois, result, scores, started, cancel)
     write_result(result, out / RESULT_FILE)
     status(f"stage: wrote {RESULT_FILE}, {', '.join(OVERLAY_FILES.values())}, {ROIS_FILE}, {REPORT_FILE} to {out}")
     return result
@@ -154,7 +154,7 @@ def answer_first(result: dict, dicom: bool) -> dict:
 
 
 def _write_overlays_and_report(out: Path, study, results, stager, volume, rois, result: dict, scores,
-                               timings: dict, started: float, cancel) -> None:
+                               started: float, cancel) -> None:
     """The second step: evidence maps, overlay volumes, report (and DICOM outputs); completes `result`."""
     from .attention import attention_volume
     from .evidence import evidence_volume
