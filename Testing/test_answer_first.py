@@ -98,8 +98,8 @@ def test_result_json_is_never_seen_half_written(run):
 def test_the_two_step_run_gives_the_one_step_result(run):
     """Same result.json as the one-step path (network under inference_mode, its own evidence forward), the
     same attention volumes, the evidence map within float rounding (its gradient now flows through the
-    attention-weight path of the answer's forward instead of the fused attention kernel), and the numbers of
-    the code before the change."""
+    attention-weight path of the answer's forward instead of the fused attention kernel, and it is smoothed
+    by scipy instead of a torch convolution), and the numbers of the code before the change."""
     import torch
     from DVTStagingLib.models.catalog import resolve
     from DVTStagingLib.staging.attention import attention_volume
