@@ -48,7 +48,7 @@ class ROIResult:
         return INDETERMINATE if self.reason else classes[int(np.argmax(self.probabilities))]
 
 
-KEEP_GRAPH_BYTES = 1 << 30    # what a kept forward may hold for the evidence pass (staging.graph_budget)
+KEEP_GRAPH_BYTES = 1 << 30    # what a study's kept forwards may hold for the evidence pass (staging.graph_budget)
 
 
 class Stager:
@@ -86,16 +86,16 @@ class Stager:
         return torch.autocast("cpu", enabled=False)
 
     def _run(self, study: StudyView, roi: BoxROI, want_attention: bool, cancel=None,
-             keep_graph: bool = False) -> ROIResult:
+             budget: GraphBudget | None = None) -> ROIResult:
+        """One ROI's answer; with a `budget` (not yet spent) its forward is kept for the evidence pass."""
         crops = uses_crops(self.model)
-        keep = keep_graph and not crops and self.explains
+        keep = budget is not None and not budget.exceeded and not crops and self.explains
         with torch.inference_mode():
             pairs = slice_pairs(study, roi, images=not keep)
             crop_images = lesion_crops(study, roi, self.cfg.crop_margin_px) if crops else None
         attention_maps = want_attention and not crops
         probs, features, maps = [], [], {"local_to_global": [], "global_to_local": []}
         graph = [] if keep else None
-        budget = GraphBudget(self.keep_graph_bytes, self.model) if keep else None
         for start in range(0, len(pairs), self.batch_size):
             if cancel is not None and cancel():
                 raise Cancelled()
@@ -173,11 +173,19 @@ class Stager:
         evidence maps.  keep_graph: keep each ROI's forward for `explain` (see `keeps_graph`)."""
         study = prepare_study(volume, self.cfg.input)
         progress = Progress("stage", len(rois), enabled=show_progress)
+        # One budget for the study: the kept forwards of all its ROIs wait together for the evidence pass.
+        budget = GraphBudget(self.keep_graph_bytes, self.model) if keep_graph and self.keeps_graph else None
         results = []
         for roi in rois:
-            result = self._run(study, roi, want_attention, cancel, keep_graph and self.keeps_graph)
-            if detector is not None and result.reason is None:
-                result.thrombus_probability, result.reason = thrombus_check(detector, volume, roi, study=study)
+            if cancel is not None and cancel():
+                raise Cancelled()
+            # The content check runs first, before the network's forward (kept, some 4 MB a slice) fills
+            # memory: its network then took 0.28 s instead of 0.40 s of CPU time for a 24-slice check.  Its
+            # answer is used for an ROI the trust checks let through, as before.
+            check = thrombus_check(detector, volume, roi, study=study) if detector is not None else None
+            result = self._run(study, roi, want_attention, cancel, budget)
+            if check is not None and result.reason is None:
+                result.thrombus_probability, result.reason = check
             results.append(result)
             progress.update()
         return study, results
