@@ -72,7 +72,7 @@ def run(tmp_path_factory):
         thread.join(timeout=10)
     volume, rois = load_stage_inputs(image, roi, False)
     return {"result": result, "answers": answers, "seen": [json.loads(t) for t in seen], "bad": bad, "out": out,
-            "lines": lines, "stager": stager, "detector": detector, "volume": volume, "rois": rois, "image": image}
+            "lines": lines, "stager": stager, "detector": detector, "volume": volume, "rois": rois, "image": image, "roi": roi}
 
 
 def _content(result: dict) -> dict:
@@ -145,3 +145,47 @@ def test_the_answer_keeps_the_forward_for_the_evidence_within_its_budget(run, mo
     assert np.array_equal(kept[0].slice_probabilities, dropped[0].slice_probabilities)
     monkeypatch.setattr(stager, "keep_graph_bytes", 0)                       # the service's batching executor
     assert not stager.keeps_graph
+
+
+def test_the_service_streams_the_answer_before_the_overlay_files(run, tmp_path):
+    """The service's job (its task run in this thread, the server's warm models): the answer event is emitted
+    when the job's folder holds result.json (overlays pending) and the ROIs but no overlay file and no report;
+    they are written after it, and the job's final result is the answer completed."""
+    from DVTStagingLib.core.progress import redirected
+    from DVTStagingLib.service import protocol as p
+    from DVTStagingLib.service import tasks
+    from DVTStagingLib.service.jobs import Job
+    from DVTStagingLib.service.models_cache import ModelCache
+
+    job = Job("stage", tmp_path / "job", "answer-first")
+    job.out_dir.mkdir(parents=True)
+    image, roi = run["image"], run["roi"]
+    tasks.describe_paths(job, image, None, roi)
+    models = ModelCache(None, "cpu")
+    tasks.prepare_stage(job, models, image, roi, False, None, "cpu")
+    on_disk = {}
+    emit = job.emit
+
+    def watched(event):             # what the job's folder holds when each answer event leaves
+        if event.get("event") == p.ANSWER:
+            on_disk["names"] = sorted(n.name for n in job.out_dir.iterdir())
+            on_disk["result.json"] = json.loads((job.out_dir / "result.json").read_text(encoding="utf-8"))
+        emit(event)
+
+    job.emit = watched
+    with redirected(job.line):
+        tasks.run(job, models)
+    kinds = [e["event"] for e in job.events]
+    assert kinds.count(p.ANSWER) == 1
+    answer = job.events[kinds.index(p.ANSWER)]
+    assert on_disk["names"] == ["result.json", ROIS_FILE]             # no overlay, no report yet
+    assert on_disk["result.json"][PENDING] == [*OVERLAY_FILES.values(), REPORT_FILE]
+    assert answer["result"][PENDING] == on_disk["result.json"][PENDING]
+    assert answer["files"] == {ROIS_FILE: (job.out_dir / ROIS_FILE).read_text(encoding="utf-8")}
+    assert str(job.folder) not in json.dumps(answer)                      # server paths scrubbed
+    assert answer["result"]["input"]["path"] == p.INPUT
+    # The stage line follows the answer; the overlays and the report come after it.
+    stage_line = next(n for n, e in enumerate(job.events) if e.get("message", "").startswith("stage: thrombus-1:"))
+    assert kinds.index(p.ANSWER) < stage_line
+    assert set(OVERLAY_FILES.values()) | {REPORT_FILE} <= set(job.outputs)
+    assert PENDING not in job.result and _content(job.result) == _content(answer["result"])

@@ -243,7 +243,7 @@ def test_progress_is_streamed_and_the_answer_holds_no_server_path(server, study)
     assert httpx.get(server.url + p.job_path(job), timeout=10).status_code == 404
 
 
-def test_the_answer_is_streamed_before_the_overlays(server, study, tmp_path):
+def test_the_answer_is_streamed_before_the_overlays(server, study, tmp_path, capsys, monkeypatch):
     """The job streams its answer (result.json as written once the stage is known, overlays `pending`) as its
     own event before it ends; the `--server` client writes that result.json at once and prints the stage
     line then, while the overlay files come only with the outputs."""
@@ -258,20 +258,28 @@ def test_the_answer_is_streamed_before_the_overlays(server, study, tmp_path):
     assert {k: v for k, v in answer.items() if k not in same} == {k: v for k, v in final.items() if k not in same}
     assert httpx.delete(server.url + p.job_path(job), timeout=10).status_code == 200
 
-    out = tmp_path / "out"
-    client = start_cli("stage", study["image"], "--roi", study["roi"], "--out", out, "--server", server.url,
-                       "--device", "cpu")
-    try:
-        lines = _stderr_lines(client)
-        _wait_for_line(lines, "stage: ")                  # the stage line, printed when the answer arrived
-        present = sorted(os.listdir(out))
-        early = json.loads((out / "result.json").read_text())
-        assert client.wait(timeout=120) == 0
-    finally:
-        client.kill()
-    if "pending" in early:      # (a very slow test thread may look only after the client has finished)
-        assert present == ["result.json", ROIS_FILE], present
-        assert early["input"]["path"] == str(study["image"]) and early["stage"] == final["stage"]
+    # The --server client (in this process): result.json (overlays pending) and the ROIs are written, and
+    # the stage line printed, when the answer arrives; the overlay files come only afterwards, with the outputs.
+    from DVTStagingLib.service.client import Remote
+
+    out, seen = tmp_path / "out", {}
+    fetch = Remote.fetch
+
+    def fetch_after_the_answer(self, *args, **kwargs):
+        seen["names"] = sorted(os.listdir(out))
+        seen["result"] = json.loads((out / "result.json").read_text(encoding="utf-8"))
+        seen["lines"] = capsys.readouterr().err.splitlines()
+        return fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Remote, "fetch", fetch_after_the_answer)
+    assert main(["stage", str(study["image"]), "--roi", str(study["roi"]), "--out", str(out), "--server",
+                 server.url, "--device", "cpu"]) == 0
+    assert seen["names"] == ["result.json", ROIS_FILE]
+    early = seen["result"]
+    assert early["pending"] == answer["pending"] and early["input"]["path"] == str(study["image"])
+    same = ("timings", "input")
+    assert {k: v for k, v in early.items() if k not in same} == {k: v for k, v in answer.items() if k not in same}
+    assert any(ln.startswith("stage: thrombus-1: ") for ln in seen["lines"])
     done = json.loads((out / "result.json").read_text())
     assert "pending" not in done and set(OVERLAY_FILES.values()) <= set(os.listdir(out))
 
