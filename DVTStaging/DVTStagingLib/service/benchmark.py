@@ -4,7 +4,9 @@
    load, staging, report) against a warm server: the time to the answer and to every output, for the
    panel's request made by an in-process client and for `dvt-staging stage --server` (a new client process),
    medians of `repeats` runs each; their ratios to the cold run and to the torch time of the answer's own
-   model work (forward and content check, staging.model_time, measured here in the same run).
+   model work (forward and content check, staging.model_time, measured here in the same run).  The four
+   are measured in turn, `repeats` rounds of one each, so that a drifting load on a shared machine weighs
+   on all of them alike.
 2. Load, on loopback: `clients` concurrent clients (threads speaking the service protocol) each stage
    `studies` studies (a few distinct phantom studies in turn); every answer is checked against local
    staging of the same study (result.json but its timings, and every NRRD's voxels); latency p50/p95 and
@@ -211,32 +213,41 @@ def run_service_benchmark(device: str = "auto", repeats: int = 5, clients: int =
         status("benchmark-service: writing phantom studies")
         pool = _studies(folder / "studies", DISTINCT_STUDIES)
         study = pool[0]
-        status(f"benchmark-service: cold local stage x{repeats}")
-        cold = [_timed_run(_cli("stage", study["image"], "--roi", study["roi"], "--out", folder / f"cold{i}",
-                                "--device", device_name)) for i in range(repeats)]
-        references = [_comparable(folder / "cold0")]
         panel_image, panel_roi = panel_inputs(study, folder / "panel-inputs")    # their geometry is re-written:
         _timed_run(_cli("stage", panel_image, "--roi", panel_roi, "--out", folder / "panel-ref", "--device",
                         device_name))                                          # its own local reference
         panel_reference = _comparable(folder / "panel-ref")
+        references = [None]
         for k, other in enumerate(pool[1:], start=1):
             _timed_run(_cli("stage", other["image"], "--roi", other["roi"], "--out", folder / f"ref{k}", "--device",
                             device_name))
             references.append(_comparable(folder / f"ref{k}"))
-        status("benchmark-service: the torch time of the answer's model work")
-        model = _model_time(study, device_name, repeats)
+        measure_model = _model_timer(study, device_name)
         server = _Server(folder / "server", device_name, server_jobs)
         try:
-            status(f"benchmark-service: server up in {server.startup_s:.1f} s; warm stage --server x{repeats}")
+            status(f"benchmark-service: server up in {server.startup_s:.1f} s")
             warmup = _timed_run(_cli("stage", study["image"], "--roi", study["roi"], "--out", folder / "warmup",
                                      "--server", server.url, "--device", device_name))
-            warm = [client_process(_cli("stage", study["image"], "--roi", study["roi"], "--out", folder / f"warm{i}",
-                                        "--server", server.url, "--device", device_name), _env())
-                    for i in range(repeats)]
+            # Each round measures everything once, in turn: on a shared machine whose load drifts, the ratios
+            # then compare figures measured under the same load.
+            cold, models, warm, panel = [], [], [], []
+            for i in range(repeats):
+                status(f"benchmark-service: round {i + 1}/{repeats}: cold local stage, the answer's model torch "
+                       "time, stage --server, the panel's request")
+                cold.append(_timed_run(_cli("stage", study["image"], "--roi", study["roi"], "--out",
+                                            folder / f"cold{i}", "--device", device_name)))
+                models.append(measure_model())
+                warm.append(client_process(_cli("stage", study["image"], "--roi", study["roi"], "--out",
+                                                folder / f"warm{i}", "--server", server.url, "--device",
+                                                device_name), _env()))
+                panel += panel_requests(server.url, panel_image, panel_roi, folder / f"round{i}", 1, device_name)
+            references[0] = _comparable(folder / "cold0")
             same = all(_comparable(folder / f"warm{i}") == references[0] for i in range(repeats))
-            status(f"benchmark-service: the panel's request x{repeats}")
-            panel = panel_requests(server.url, panel_image, panel_roi, folder, repeats, device_name)
-            same = same and all(_comparable(folder / f"panel{i}") == panel_reference for i in range(repeats))
+            same = same and all(_comparable(folder / f"round{i}" / "panel0") == panel_reference
+                                for i in range(repeats))
+            model = {k: (statistics.median(m[k] for m in models) if k.endswith("_s") else models[0][k])
+                     for k in models[0]}
+            model["runs_s"] = [m["model_s"] for m in models]
             steps = [json.loads((folder / f"warm{i}" / "result.json").read_text())["timings"] for i in range(repeats)]
             pipeline = {k: round(statistics.median(t.get(k, 0.0) for t in steps), 3)
                         for k in ("stage", "overlays", "report", "total")}
@@ -272,8 +283,9 @@ def run_service_benchmark(device: str = "auto", repeats: int = 5, clients: int =
     return report
 
 
-def _model_time(study: dict, device: str, repeats: int) -> dict:
-    """The torch time of the study's answer (staging.model_time), with the models loaded here."""
+def _model_timer(study: dict, device: str):
+    """A function that measures the torch time of the study's answer (staging.model_time), with the models
+    loaded here once."""
     from ..detection.detector import load_detector
     from ..staging.inference import Stager
     from ..staging.model_time import answer_model_seconds
@@ -282,7 +294,8 @@ def _model_time(study: dict, device: str, repeats: int) -> dict:
     volume, rois = load_stage_inputs(study["image"], study["roi"], False)
     stager = Stager(None, device)
     stager.warm_up()
-    return answer_model_seconds(stager, load_detector(None, stager.device), volume, rois[0], repeats)
+    detector = load_detector(None, stager.device)
+    return lambda: answer_model_seconds(stager, detector, volume, rois[0], repeats=1)
 
 
 def _latency(runs: list[tuple[float, float]], cold_s: float, model_s: float) -> dict:
@@ -306,7 +319,7 @@ def _print(report: dict, as_json: bool) -> None:
           f"runs {r['cold_runs_s']}")
     m = r["answer_model_s"]
     print(f"model torch time of the answer: forward {m['forward_s']:.3f} s ({m['slices']} slice pairs) + content "
-          f"check {m['content_check_s']:.3f} s ({m['content_slices']} slices) = {m['model_s']:.3f} s")
+          f"check {m['content_check_s']:.3f} s ({m['content_slices']} slices) = {m['model_s']:.3f} s  runs {m['runs_s']}")
     for key, what in (("panel", "the panel's request, in-process client (request -> answer event)"),
                       ("client", "stage --server, new client process (start -> stage line)")):
         x = r[key]
