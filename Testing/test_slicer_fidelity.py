@@ -151,6 +151,26 @@ def test_directory_button_emits_directory_changed_only_for_another_folder(ui, sl
     assert selected == [str(tmp_path)] * 2 and changed == [str(tmp_path)]
 
 
+def test_path_line_edit_clearing_emits_only_valid_input_changed(ui, slicer_session):
+    """No nameFilters: CTK validates with `.+`, an empty path is not acceptable input."""
+    _, w = ui
+    edit, seen = w.serverTokenPathLineEdit, []
+    edit.connect("currentPathChanged(QString)", lambda p: seen.append(("path", p)))
+    edit.connect("validInputChanged(bool)", lambda v: seen.append(("valid", v)))
+    edit.currentPath = "/t/token"
+    edit.currentPath = "/t/token"                         # the same text: the line edit emits nothing
+    edit.currentPath = ""
+    edit.currentPath = ""
+    assert seen == [("path", "/t/token"), ("valid", True), ("valid", False)]
+    edit.blockSignals(True)                               # blocks the ctkPathLineEdit, not its line edit
+    edit.currentPath = "/t/other"
+    edit.blockSignals(False)
+    slicer_session.user.type_text(edit, "")
+    assert seen[-1] == ("valid", False) and edit.currentPath == ""
+    with pytest.raises(NotImplementedError):
+        edit.nameFilters = ["Token (*.txt)"]
+
+
 def test_table_widget_items(ui, qt):
     _, w = ui
     table = w.worklistTableWidget

@@ -77,10 +77,8 @@ class User:
         emits textEdited each time, then editingFinished when the user leaves the field)."""
         self._reach(edit)
         if isinstance(edit, ctkPathLineEdit):
-            if edit.currentPath:
-                edit._fake_type("")
-            for n in range(1, len(text) + 1):
-                edit._fake_type(text[:n])
+            for value in ([""] if edit.currentPath else []) + [text[:n] for n in range(1, len(text) + 1)]:
+                edit._fake_line_edit_set_text(value)
             return
         if isinstance(edit, QLineEdit):
             if edit.readOnly:

@@ -903,37 +903,58 @@ class ctkDirectoryButton(QWidget):
 
 
 class ctkPathLineEdit(QWidget):
-    """CTK ctkPathLineEdit: `currentPath` is its line edit's text; the line edit's textChanged calls
-    updateHasValidInput, which emits currentPathChanged(QString) when the input is valid (always, without
-    nameFilters: the fake offers none) and validInputChanged(bool) when validity changes; setCurrentPath
-    sets the text, so an unchanged path emits nothing (ctkPathLineEdit.cpp init, setCurrentPath,
-    updateHasValidInput).  The browse dialog is not faked."""
+    """CTK ctkPathLineEdit: `currentPath` is its inner line edit's text.  That line edit has a
+    QRegularExpressionValidator made from nameFilters; without nameFilters the pattern is `.+`, so an empty
+    path is not acceptable (Intermediate).  Each textChanged of the line edit (setCurrentPath, the user's
+    typing; the same text again changes nothing) runs updateHasValidInput: currentPathChanged(path) when the
+    input is acceptable, validInputChanged(bool) when the validity changes (it starts false).  So clearing
+    the field emits validInputChanged(false) and never currentPathChanged("").  blockSignals on the
+    ctkPathLineEdit does not block its line edit: the validity is still tracked.  Sources (CTK at Slicer
+    5.10's dd4caeae and 5.12's 5056664a): ctkPathLineEdit.cpp ctkPathLineEditPrivate ctor (HasValidInput
+    false), createPathLineEditWidget (validator, textChanged connections), updateFilter, setCurrentPath,
+    updateHasValidInput; ctkUtils.cpp nameFiltersToRegExpPattern (".+").  Not faked: nameFilters (setting
+    some raises), browse() (a file dialog), history, completer."""
 
     PROPERTIES = {"currentPath": Prop("QString", "", getter="_currentPath", setter="setCurrentPath"),
                   "label": Prop("QString", ""), "filters": Prop("QVariant", None), "options": Prop("QVariant", None),
                   "settingKey": Prop("QString", ""), "showBrowseButton": Prop("bool", True),
                   "showHistoryButton": Prop("bool", True), "sizeAdjustPolicy": Prop("QVariant", None),
-                  "minimumContentsLength": Prop("int", 0), "nameFilters": Prop("QStringList", [])}
+                  "minimumContentsLength": Prop("int", 0),
+                  "nameFilters": Prop("QStringList", [], setter="setNameFilters")}
     SIGNALS = ("currentPathChanged(QString)", "validInputChanged(bool)")
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._s.text = ""
+        self._s.has_valid_input = False
 
     def _currentPath(self):
         return self._s.text
 
     @slot("setCurrentPath(QString)")
     def setCurrentPath(self, path):
-        path = convert("QString", path, "ctkPathLineEdit", "currentPath")
-        if path != self._s.text:
-            self._s.text = path
-            self._fake_emit("currentPathChanged(QString)", path)
+        self._fake_line_edit_set_text(convert("QString", path, "ctkPathLineEdit", "currentPath"))
 
-    def _fake_type(self, text):
-        """The user's keystrokes in the inner line edit: one textChanged (so currentPathChanged) each."""
+    def setNameFilters(self, filters):
+        if convert("QStringList", filters, "ctkPathLineEdit", "nameFilters"):
+            raise NotImplementedError("the fake ctkPathLineEdit validates only without nameFilters (pattern '.+'); "
+                                      "model ctk::nameFiltersToRegularExpression before using them")
+        self._s.props["nameFilters"] = []
+
+    def _fake_line_edit_set_text(self, text):
+        """The inner QLineEdit's text changes (programmatically or by the user's keystrokes)."""
+        if text == self._s.text:
+            return   # QLineEdit: no textChanged for the same text
         self._s.text = text
-        self._fake_emit("currentPathChanged(QString)", text)
+        self._fake_update_has_valid_input()
+
+    def _fake_update_has_valid_input(self):
+        was_valid = self._s.has_valid_input
+        self._s.has_valid_input = bool(self._s.text)   # `.+`: acceptable iff not empty
+        if self._s.has_valid_input:
+            self._fake_emit("currentPathChanged(QString)", self._s.text)
+        if self._s.has_valid_input != was_valid:
+            self._fake_emit("validInputChanged(bool)", self._s.has_valid_input)
 
 
 # -- MRML widgets ---------------------------------------------------------------------------------------------------------------
