@@ -127,11 +127,18 @@ def test_property_writes_emit_what_qt_emits(ui, slicer_session):
     combo.clear()
     assert indices == [0, 1, -1] and combo.currentText == "" and combo.findData("B") == -1
 
-    slider, values = w.attentionOpacitySlider, []
+    slider, values, decimals = w.attentionOpacitySlider, [], []
     slider.valueChanged.connect(values.append)
-    slider.value = 0.123                                  # rounded to 2 decimals
+    slider.decimalsChanged.connect(decimals.append)
+    slider.value = 0.123                                  # not rounded to 2 decimals (only the spin box shows 0.12)
     slider.value = 5.0                                    # clamped to the maximum (1.0 from the .ui)
-    assert values == [0.12, 1.0]
+    slider.value = 5.0                                    # clamped to the same value: no signal
+    assert values == [0.123, 1.0] and slider.value == 1.0
+    values.clear()
+    slider.decimals = 2                                   # the same number: valueChanged and decimalsChanged again
+    assert values == [1.0] and decimals == [2]
+    slider.decimals = 3                                   # another number: twice (the spin box calls back)
+    assert values == [1.0] * 3 and decimals == [2, 3, 3]
 
     bar = w.progressBar
     bar.value = 150                                       # outside 0-100: ignored (QProgressBar::setValue)
@@ -207,8 +214,15 @@ def test_node_combo_box_follows_the_scene_like_qmrmlnodecombobox(ui, slicer_sess
     combo.setCurrentNode(second)
     first.SetName("renamed")
     assert combo.currentNodeID == second.GetID()
-    second.SetName("renamed too")                         # the current item's text changed
+    second.SetName("renamed too")                         # the current item's text changed (5.12: signal)
     assert changes[-2:] == [second, second]
+    slicer_session.use_slicer_version("5.10")
+    second.SetName("renamed on 5.10")                     # 5.10 listened to currentIndexChanged(QString) only
+    assert changes[-2:] == [second, second] and len(changes) == 4
+    with pytest.raises(AttributeError):
+        combo.nodeAddedByUserAction                       # new in 5.12
+    slicer_session.use_slicer_version("5.12")
+    assert combo.nodeAddedByUserAction
     slicer.mrmlScene.RemoveNode(second)                   # a neighbour becomes current
     assert combo.currentNode() is first and changes[-1] is first
     roi_combo = w.roiSelector                             # noneEnabled: nothing selected by itself

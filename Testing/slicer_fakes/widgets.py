@@ -18,7 +18,7 @@ from .qobject import Prop, QObject, convert, slot
 
 # Qt enum values the panel (and the fakes) use.
 UNCHECKED, PARTIALLY_CHECKED, CHECKED = 0, 1, 2
-USER_ROLE, DISPLAY_ROLE, TOOLTIP_ROLE = 256, 0, 3
+USER_ROLE, DISPLAY_ROLE, EDIT_ROLE, TOOLTIP_ROLE = 256, 0, 2, 3
 
 
 class UserCannotDoThat(AssertionError):
@@ -394,17 +394,19 @@ class QComboBox(QWidget):
     def _currentData(self):
         return self.itemData(self._s.current, USER_ROLE)
 
-    def _set_current(self, index, old_text=None, force=False):
-        """QComboBoxPrivate::_q_emitCurrentIndexChanged: currentIndexChanged(int), (QString), currentTextChanged."""
+    def _set_current(self, index, force=False):
         if index == self._s.current and not force:
             return
-        old_text = self._currentText() if old_text is None else old_text
         self._s.current = index
+        self._fake_emit_current_index_changed()
+
+    def _fake_emit_current_index_changed(self):
+        """QComboBoxPrivate::_q_emitCurrentIndexChanged (Qt 5.15): currentIndexChanged(int), (QString) and
+        currentTextChanged, the last one whatever the text was before (also to an item with the same text)."""
         text = self._currentText()
-        self._fake_emit("currentIndexChanged(int)", index)
+        self._fake_emit("currentIndexChanged(int)", self._s.current)
         self._fake_emit("currentIndexChanged(QString)", text)
-        if text != old_text:
-            self._fake_emit("currentTextChanged(QString)", text)
+        self._fake_emit("currentTextChanged(QString)", text)
 
     @slot("setCurrentIndex(int)")
     def setCurrentIndex(self, index):
@@ -425,32 +427,34 @@ class QComboBox(QWidget):
             self.addItem(text)
 
     def insertItem(self, index, text, userData=None):
+        """_q_rowsInserted: the first item of an empty combo box becomes current; an item inserted before the
+        current one moves it down, and the new row number is announced (currentIndexChanged...)."""
         text = convert("QString", text, "QComboBox", "addItem(text)")
         index = max(0, min(index, len(self._s.items)))
         was_empty = not self._s.items
         self._s.items.insert(index, [text, {} if userData is None else {USER_ROLE: userData}])
         if was_empty and self._s.current == -1 and not self.placeholderText:
-            self._set_current(0)   # Qt: the first item of an empty combo box becomes current
-        elif 0 <= index <= self._s.current and not was_empty:
-            self._s.current += 1   # the current item moved down; no signal (same item)
+            self._set_current(0)
+        elif 0 <= index <= self._s.current:
+            self._set_current(self._s.current + 1)
 
     def removeItem(self, index):
+        """_q_rowsRemoved: removing an item before the current one announces the new row number; removing the
+        current one makes the item now at its place (or the last one) current."""
         if not 0 <= index < len(self._s.items):
             return
-        old_text = self._currentText()
         del self._s.items[index]
         if index < self._s.current:
-            self._s.current -= 1
+            self._set_current(self._s.current - 1)
         elif index == self._s.current:
-            self._set_current(min(index, len(self._s.items) - 1) if self._s.items else -1, old_text, force=True)
+            self._set_current(min(index, len(self._s.items) - 1) if self._s.items else -1, force=True)
 
     @slot("clear()")
     def clear(self):
-        old_text = self._currentText()
         had_current = self._s.current != -1
         self._s.items = []
         if had_current:
-            self._set_current(-1, old_text, force=True)
+            self._set_current(-1, force=True)
 
     def itemText(self, index):
         return self._s.items[index][0] if 0 <= index < len(self._s.items) else ""
@@ -463,12 +467,29 @@ class QComboBox(QWidget):
         return self._s.items[index][1].get(role)
 
     def setItemData(self, index, value, role=USER_ROLE):
-        if 0 <= index < len(self._s.items):
-            self._s.items[index][1][role] = value
+        """A changed value of the current item (any role) emits currentTextChanged (_q_dataChanged); the same
+        value again changes nothing (QStandardItem::setData)."""
+        if not 0 <= index < len(self._s.items):
+            return
+        if role in (DISPLAY_ROLE, EDIT_ROLE):
+            self.setItemText(index, value)
+            return
+        values = self._s.items[index][1]
+        if role in values and type(values[role]) is type(value) and values[role] == value:
+            return
+        values[role] = value
+        self._fake_data_changed(index)
 
     def setItemText(self, index, text):
         if 0 <= index < len(self._s.items):
-            self._s.items[index][0] = convert("QString", text, "QComboBox", "itemText")
+            text = convert("QString", text, "QComboBox", "itemText")
+            if text != self._s.items[index][0]:
+                self._s.items[index][0] = text
+                self._fake_data_changed(index)
+
+    def _fake_data_changed(self, index):
+        if index == self._s.current:
+            self._fake_emit("currentTextChanged(QString)", self._currentText())
 
     def findData(self, data, role=USER_ROLE, flags=None):
         for index, (_, values) in enumerate(self._s.items):
@@ -798,8 +819,13 @@ class QTableWidget(QTableView):
 
 # -- CTK ---------------------------------------------------------------------------------------------------------------------
 class ctkSliderWidget(QWidget):
-    """CTK ctkSliderWidget: a ctkDoubleSlider + ctkDoubleSpinBox; the value is clamped to [minimum, maximum]
-    and rounded to `decimals` by the spin box; valueChanged(double) only when the value changes."""
+    """CTK ctkSliderWidget: a ctkDoubleSlider + ctkDoubleSpinBox.  value() is the slider's value, which is
+    clamped to [minimum, maximum] but never rounded to `decimals` (only the spin box's display is), nor are
+    minimum and maximum (ctkDoubleSpinBox keeps its InputRange).  valueChanged(double) only when the value
+    changes; setDecimals re-emits valueChanged(value) and decimalsChanged(decimals) every time, twice when
+    the number changes (the spin box's decimalsChanged calls setDecimals again).  Sources: ctkSliderWidget.cpp
+    (ctor connections, value, setValue, setSpinBoxValue, setDecimals), ctkDoubleSpinBox.cpp (setValueAlways,
+    setRange, setDecimals, d->setValue), ctkDoubleSlider.cpp (setValue)."""
 
     PROPERTIES = {"decimals": Prop("int", 2, setter="setDecimals"),
                   "singleStep": Prop("double", 1.0), "pageStep": Prop("double", 10.0),
@@ -816,7 +842,7 @@ class ctkSliderWidget(QWidget):
 
     def _fake_apply(self, value):
         p = self._s.props
-        value = round(min(max(float(value), p["minimum"]), p["maximum"]), p["decimals"])
+        value = min(max(float(value), p["minimum"]), p["maximum"])
         if value != p["value"]:
             p["value"] = value
             self._fake_emit("valueChanged(double)", value)
@@ -828,15 +854,15 @@ class ctkSliderWidget(QWidget):
     @slot("setMinimum(double)")
     def setMinimum(self, minimum):
         p = self._s.props
-        p["minimum"] = round(minimum, p["decimals"])
-        p["maximum"] = max(p["maximum"], p["minimum"])
+        p["minimum"] = minimum
+        p["maximum"] = max(p["maximum"], minimum)
         self._fake_apply(p["value"])
 
     @slot("setMaximum(double)")
     def setMaximum(self, maximum):
         p = self._s.props
-        p["maximum"] = round(maximum, p["decimals"])
-        p["minimum"] = min(p["minimum"], p["maximum"])
+        p["maximum"] = maximum
+        p["minimum"] = min(p["minimum"], maximum)
         self._fake_apply(p["value"])
 
     def setRange(self, minimum, maximum):
@@ -845,10 +871,15 @@ class ctkSliderWidget(QWidget):
 
     @slot("setDecimals(int)")
     def setDecimals(self, decimals):
+        decimals = convert("int", decimals, "ctkSliderWidget", "decimals")
         if decimals != self._s.props["decimals"]:
             self._s.props["decimals"] = decimals
-            self._fake_emit("decimalsChanged(int)", decimals)
-            self._fake_apply(self._s.props["value"])
+            self._fake_emit_decimals_set()   # from the spin box's decimalsChanged -> setDecimals
+        self._fake_emit_decimals_set()
+
+    def _fake_emit_decimals_set(self):
+        self._fake_emit("valueChanged(double)", self._s.props["value"])
+        self._fake_emit("decimalsChanged(int)", self._s.props["decimals"])
 
     def setSingleStep(self, step):
         self.singleStep = step
@@ -958,6 +989,11 @@ class ctkPathLineEdit(QWidget):
 
 
 # -- MRML widgets ---------------------------------------------------------------------------------------------------------------
+def _slicer_version():
+    """The Slicer version the test session plays ("5.10" or "5.12")."""
+    return runtime.current.version if runtime.current is not None else None
+
+
 def _check_scene(value, owner):
     if value is not None and not isinstance(value, slicer.vtkMRMLScene):
         raise TypeError(f"{owner}.setMRMLScene: {value!r} is not a vtkMRMLScene")
@@ -1046,6 +1082,12 @@ class qMRMLNodeComboBox(QWidget):
                "nodeAddedByUserAction(vtkMRMLNode*)", "nodeAboutToBeRemoved(vtkMRMLNode*)",
                "currentNodeRenamed(QString)", "nodeAboutToBeEdited(vtkMRMLNode*)")
 
+    def _fake_signals(self):
+        """nodeAddedByUserAction is new in 5.12 (qMRMLNodeComboBox.h diff v5.10.0..v5.12.0)."""
+        if _slicer_version() == "5.10":
+            return tuple(s for s in super()._fake_signals() if s != "nodeAddedByUserAction(vtkMRMLNode*)")
+        return super()._fake_signals()
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self._s.scene = None
@@ -1125,7 +1167,12 @@ class qMRMLNodeComboBox(QWidget):
     def _on_current_modified(self, caller, event):
         name = caller.GetName()
         if caller is self._s.current and name != self._s.current_name:
-            self._s.current_name = name   # the item text changed: QComboBox currentTextChanged
+            self._s.current_name = name
+            # The item text changed: the inner QComboBox emits currentTextChanged (its _q_dataChanged), not
+            # currentIndexChanged.  5.12 connects currentTextChanged to emitCurrentNodeChanged, 5.10 connected
+            # currentIndexChanged(QString) (qMRMLNodeComboBox.cxx setComboBox).
+            if _slicer_version() == "5.10":
+                return
             self._fake_emit("currentNodeChanged(vtkMRMLNode*)", caller)
             self._fake_emit("currentNodeChanged(bool)", True)
             self._fake_emit("currentNodeIDChanged(QString)", caller.GetID())
