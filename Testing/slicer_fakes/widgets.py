@@ -273,13 +273,14 @@ class QAbstractButton(QWidget):
 
     @slot("click()")
     def click(self):
-        """QAbstractButton::click(): does nothing when disabled; else pressed, released, (toggle), clicked."""
+        """QAbstractButton::click(): does nothing when disabled; else pressed, the toggle (nextCheckState:
+        stateChanged and toggled), released, clicked."""
         if not self.isEnabled():
             return
         self._fake_emit("pressed()")
-        self._fake_emit("released()")
         if self.checkable:
             self.setChecked(not self.checked)
+        self._fake_emit("released()")
         self._fake_emit("clicked(bool)", self.checked)
 
     @slot("animateClick()")
@@ -324,7 +325,14 @@ class QCheckBox(QAbstractButton):
         return CHECKED if self.checked else UNCHECKED
 
     def setCheckState(self, state):
-        self.setChecked(state != UNCHECKED)
+        """QCheckBox::setCheckState skips checkStateSet while it calls setChecked: toggled comes first, then
+        stateChanged."""
+        checked = state != UNCHECKED
+        if checked == self._s.props["checked"]:
+            return
+        self._s.props["checked"] = checked
+        self._fake_emit("toggled(bool)", checked)
+        self._fake_emit("stateChanged(int)", CHECKED if checked else UNCHECKED)
 
 
 class ctkCollapsibleButton(QAbstractButton):
@@ -562,11 +570,12 @@ class QLineEdit(QWidget):
 
     @slot("setText(QString)")
     def setText(self, text):
-        text = convert("QString", text, "QLineEdit", "text")
+        # QWidgetLineControl::internalSetText truncates to maxLength before it compares with the old text.
+        text = convert("QString", text, "QLineEdit", "text")[: self._s.props["maxLength"]]
         if text == self._s.props["text"]:
             return
-        self._s.props["text"] = text[: self._s.props["maxLength"]]
-        self._fake_emit("textChanged(QString)", self._s.props["text"])
+        self._s.props["text"] = text
+        self._fake_emit("textChanged(QString)", text)
 
     @slot("clear()")
     def clear(self):
@@ -639,11 +648,13 @@ class QTableWidgetItem:
     """Not a QObject: text() is a method; the item belongs to at most one table cell."""
 
     __slots__ = ("_text", "_data", "_table", "_flags")
+    # Qt 5.15 QTableWidgetItem: selectable, editable, drag and drop enabled, user checkable, enabled.
+    DEFAULT_FLAGS = 1 | 2 | 4 | 8 | 16 | 32
 
     def __init__(self, text=""):
         if not isinstance(text, str):
             raise TypeError(f"QTableWidgetItem(text): cannot convert {type(text).__name__} to QString")
-        self._text, self._data, self._table, self._flags = text, {}, None, None
+        self._text, self._data, self._table, self._flags = text, {}, None, self.DEFAULT_FLAGS
 
     def text(self):
         return self._text
@@ -680,6 +691,16 @@ class QTableWidgetItem:
 
 
 class QTableWidget(QTableView):
+    """Qt 5.15 QTableWidget with its QItemSelectionModel: a selection of cells and a current cell.
+
+    - selectRow(r): current cell (r, 0) first, then the row is the selection (ClearAndSelect).
+    - setCurrentCell(r, c): the cell (its row under SelectRows) is the selection, then it is current.
+    - removing the rows of the current cell: currentCellChanged to the row above (or the row below, announced
+      in the old numbering, or none), then itemSelectionChanged if selected cells went with the rows
+      (QItemSelectionModelPrivate::_q_rowsAboutToBeRemoved); inserted rows move both without a signal.
+    - clearContents()/clear(): the selection, then the current cell, are cleared (model reset).
+    """
+
     PROPERTIES = {"rowCount": Prop("int", 0, getter="_rowCount", setter="setRowCount"),
                   "columnCount": Prop("int", 0, getter="_columnCount", setter="setColumnCount")}
     SIGNALS = ("itemPressed(QTableWidgetItem*)", "itemClicked(QTableWidgetItem*)",
@@ -695,7 +716,7 @@ class QTableWidget(QTableView):
         self._s.columns = 0
         self._s.headers = []
         self._s.current = (-1, -1)
-        self._s.selected_rows = set()
+        self._s.selected = set()  # selected (row, column) cells
 
     def _rowCount(self):
         return len(self._s.cells)
@@ -703,53 +724,82 @@ class QTableWidget(QTableView):
     def _columnCount(self):
         return self._s.columns
 
+    def _fake_selects_rows(self):
+        behavior = self._s.props["selectionBehavior"]   # the .ui gives the enum's name, Python code its value
+        return behavior == 1 or (isinstance(behavior, str) and behavior.endswith("SelectRows"))
+
+    def _fake_selected_rows(self):
+        """QItemSelectionModel::selectedRows(): the rows whose every cell is selected."""
+        return {r for r in range(len(self._s.cells))
+                if self._s.columns and all((r, c) in self._s.selected for c in range(self._s.columns))}
+
+    # -- rows and columns --------------------------------------------------------------------------------
     def setRowCount(self, rows):
         rows = convert("int", rows, "QTableWidget", "rowCount")
-        cells = self._s.cells
-        for row in cells[rows:]:
-            for item in row:
-                if item is not None:
-                    item._table = None
-        del cells[rows:]
-        while len(cells) < rows:
-            cells.append([None] * self._s.columns)
-        self._fake_fix_selection()
+        if rows < len(self._s.cells):
+            self._fake_remove(0, rows, len(self._s.cells) - rows)
+        while len(self._s.cells) < rows:
+            self._s.cells.append([None] * self._s.columns)
 
     def setColumnCount(self, columns):
         columns = convert("int", columns, "QTableWidget", "columnCount")
-        self._s.columns = columns
+        if columns < self._s.columns:
+            self._fake_remove(1, columns, self._s.columns - columns)
         for row in self._s.cells:
-            del row[columns:]
             row.extend([None] * (columns - len(row)))
-        del self._s.headers[columns:]
-        self._fake_fix_selection()
-
-    def _fake_fix_selection(self):
-        selected = {r for r in self._s.selected_rows if r < len(self._s.cells)}
-        if selected != self._s.selected_rows:
-            self._s.selected_rows = selected
-            self._fake_emit("itemSelectionChanged()")
-        row, column = self._s.current
-        if row >= len(self._s.cells) or column >= self._s.columns:
-            self._set_current(-1, -1)
-
-    def _set_current(self, row, column):
-        previous = self._s.current
-        if previous != (row, column):
-            self._s.current = (row, column)
-            self._fake_emit("currentCellChanged(int,int,int,int)", row, column, *previous)
+        self._s.columns = columns
 
     def insertRow(self, row):
         if 0 <= row <= len(self._s.cells):
             self._s.cells.insert(row, [None] * self._s.columns)
-            self._s.selected_rows = {r + (r >= row) for r in self._s.selected_rows}
+            self._fake_shift(0, row, 1)
 
     def removeRow(self, row):
         if 0 <= row < len(self._s.cells):
-            del self._s.cells[row]
-            self._s.selected_rows = {r - (r > row) for r in self._s.selected_rows if r != row}
-            self._fake_fix_selection()
+            self._fake_remove(0, row, 1)
 
+    def _fake_shift(self, axis, first, by):
+        """Rows (axis 0) or columns (1) from `first` on move by `by`: persistent indexes follow, no signal."""
+        def moved(cell):
+            cell = list(cell)
+            if cell[axis] >= first:
+                cell[axis] += by
+            return tuple(cell)
+        if self._s.current != (-1, -1):
+            self._s.current = moved(self._s.current)
+        self._s.selected = {moved(c) for c in self._s.selected}
+
+    def _fake_remove(self, axis, start, count):
+        end, size = start + count - 1, (len(self._s.cells), self._s.columns)[axis]
+        current = self._s.current
+        if current != (-1, -1) and start <= current[axis] <= end:
+            announced = start - 1 if start > 0 else end + 1 if end < size - 1 else -1
+            new = list(current)
+            new[axis] = announced
+            new = tuple(new) if announced >= 0 else (-1, -1)
+            self._s.current = (new if start > 0 or announced < 0 else
+                               tuple(start if i == axis else v for i, v in enumerate(current)))
+            self._fake_emit("currentCellChanged(int,int,int,int)", *new, *current)
+        gone = {c for c in self._s.selected if start <= c[axis] <= end}
+        self._s.selected -= gone
+        for row in (self._s.cells[start:end + 1] if axis == 0 else [r[start:end + 1] for r in self._s.cells]):
+            for item in row:
+                if item is not None:
+                    item._table = None
+        if axis == 0:
+            del self._s.cells[start:end + 1]
+        else:
+            for row in self._s.cells:
+                del row[start:end + 1]
+            del self._s.headers[start:end + 1]
+        if self._s.current != (-1, -1) and self._s.current[axis] > end:
+            self._s.current = tuple(v - count if i == axis else v for i, v in enumerate(self._s.current))
+        self._s.selected = {tuple(v - count if i == axis and v > end else v for i, v in enumerate(c))
+                            for c in self._s.selected}
+        if gone:
+            self._fake_emit("itemSelectionChanged()")
+
+    # -- items ---------------------------------------------------------------------------------------------
     def setItem(self, row, column, item):
         if not isinstance(item, QTableWidgetItem):
             raise TypeError(f"QTableWidget.setItem: {item!r} is not a QTableWidgetItem")
@@ -784,14 +834,24 @@ class QTableWidget(QTableView):
             return QTableWidgetItem(self._s.headers[column])
         return None
 
+    # -- current cell and selection --------------------------------------------------------------------------
+    def _set_current(self, row, column):
+        previous = self._s.current
+        if previous != (row, column):
+            self._s.current = (row, column)
+            self._fake_emit("currentCellChanged(int,int,int,int)", row, column, *previous)
+
+    def _fake_select(self, cells):
+        if cells != self._s.selected:
+            self._s.selected = cells
+            self._fake_emit("itemSelectionChanged()")
+
     @slot("selectRow(int)")
     def selectRow(self, row):
         if not 0 <= row < len(self._s.cells):
             return
-        self._set_current(row, max(self._s.current[1], 0))
-        if self._s.selected_rows != {row}:
-            self._s.selected_rows = {row}
-            self._fake_emit("itemSelectionChanged()")
+        self._set_current(row, 0)   # the column at the left edge of the header
+        self._fake_select({(row, c) for c in range(self._s.columns)})
 
     def currentRow(self):
         return self._s.current[0]
@@ -800,11 +860,26 @@ class QTableWidget(QTableView):
         return self._s.current[1]
 
     def setCurrentCell(self, row, column):
-        if 0 <= row < len(self._s.cells) and 0 <= column < self._s.columns:
-            self._set_current(row, column)
+        if not (0 <= row < len(self._s.cells) and 0 <= column < self._s.columns):
+            self._fake_reset_selection()   # no such cell: an invalid index clears selection and current cell
+            return
+        self._fake_select({(row, c) for c in range(self._s.columns)} if self._fake_selects_rows() else
+                          {(row, column)})
+        self._set_current(row, column)
+
+    def _fake_press_cell(self, row, column):
+        """QAbstractItemView::mousePressEvent: the cell becomes current (NoUpdate), then the selection follows."""
+        self._set_current(row, column)
+        self._fake_select({(row, c) for c in range(self._s.columns)} if self._fake_selects_rows() else
+                          {(row, column)})
+
+    def _fake_reset_selection(self):
+        self._fake_select(set())
+        self._set_current(-1, -1)
 
     @slot("clearContents()")
     def clearContents(self):
+        self._fake_reset_selection()
         for row in self._s.cells:
             for c, item in enumerate(row):
                 if item is not None:
