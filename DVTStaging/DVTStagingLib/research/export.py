@@ -146,6 +146,13 @@ def _write_case_files(study: ExportStudy, folder: Path) -> dict:
         mask = np.asarray(study.thrombus_mask).astype(bool)
         if mask.shape != volume.array.shape:
             raise UserError(f"thrombus mask shape {mask.shape} differs from the image {volume.array.shape}")
+        covered = np.zeros_like(mask)
+        for roi in study.rois:
+            covered |= roi.voxel_mask(volume)
+        outside = int(np.count_nonzero(mask & ~covered))
+        if outside:     # the format keeps every thrombus voxel inside a ROI (docs/dataset-format.md)
+            raise UserError(f"{outside} voxels of the thrombus segmentation lie outside every ROI of the study; "
+                            "place a ROI around them or erase them, then export again")
         write_segmentation(folder / SEG_NAME, mask.astype(np.uint8) * THROMBUS, clean, segments=THROMBUS_SEGMENT)
         files["segmentation"] = SEG_NAME
     return files
