@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 import slicer
+from DVTStagingLib.cli import main
 from DVTStagingLib.core.stages import INDETERMINATE
 from DVTStagingLib.io.roi import read_rois
 from DVTStagingLib.io.segmentation import read_segmentation
@@ -92,6 +93,19 @@ def test_worklist_sort_keeps_the_current_study_and_background_results_make_studi
     assert (worklist.case_folder(entries[1]) / "rois.mrk.json").read_text() == "saved by the annotator"
     with pytest.raises(ValueError, match="order must be"):
         worklist.sort("random")
+
+
+def test_dataset_export_of_a_worklist_folder_refuses_with_one_line(tmp_path, capsys):
+    from DVTStagingLib.io.volume import Volume, write_volume
+
+    write_volume(Volume(np.ones((4, 5, 6), np.float32), [1, 1, 1], [0, 0, 0], np.eye(3)), tmp_path / "wl" / "a.nrrd")
+    for args, fragment in ((["--out", tmp_path / "o"], "give study folders or --worklist"),
+                           (["--worklist", tmp_path / "wl", tmp_path / "wl", "--out", tmp_path / "o"], "one of them"),
+                           (["--worklist", tmp_path / "wl", "--out", tmp_path / "o"], "no labeled study"),
+                           (["--worklist", tmp_path / "wl", "--all", "--out", tmp_path / "o"], "no study with ROIs")):
+        assert main(["dataset", "export", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and fragment in err, err
 
 
 # -- the annotation loop on the panel ---------------------------------------------------------------------------------------
@@ -180,6 +194,13 @@ def test_an_edited_thrombus_segmentation_survives_next_and_reaches_the_export(pa
     assert case.segmentation and case.labels[0]["stage"] == "chronic"
     exported = read_segmentation(dataset.path(case.segmentation))
     assert np.array_equal(exported.find_mask("thrombus"), edited)
+
+    # The same from the command line, for all the labeled studies of the worklist folder: the same case.
+    assert main(["dataset", "export", "--worklist", str(folder), "--out", str(tmp_path / "from-cli")]) == 0
+    from_cli, = load_dataset(tmp_path / "from-cli").cases
+    assert from_cli.id == case.id and from_cli.labels == case.labels
+    assert np.array_equal(read_segmentation(tmp_path / "from-cli" / from_cli.segmentation).find_mask("thrombus"),
+                          edited)
 
     # Thrombus painted outside every ROI breaks the dataset format: the export says so, the dataset stays valid.
     edited[0, 0, 0] = True
