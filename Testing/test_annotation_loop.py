@@ -231,6 +231,30 @@ def test_a_study_with_a_segmentation_keeps_it_when_detection_runs_again(panel, s
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
 
 
+def test_an_emptied_or_deleted_segmentation_is_saved_as_such(panel, slicer_session, tmp_path, rendered_study):
+    from DVTStagingLib.io.dataset import load_dataset
+
+    ui, logic, user = panel.ui, panel.logic, slicer_session.user
+    folder = _worklist_folder(tmp_path, rendered_study, 1)
+    user.pick_folder(ui.worklistFolderButton, folder)
+    user.double_click_cell(ui.worklistTableWidget, 0, 0)
+    user.click(ui.autoDetectButton)
+    slicer_session.run_event_loop(lambda: not logic.isRunning(), timeout=60)
+    volume = panel._parameterNode.inputVolume
+    node = logic.thrombusSegmentation(volume)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(np.zeros(logic.thrombusMask(volume).shape, np.uint8), node,
+                                                     _thrombus_segment(node)[0], volume)
+    user.double_click_cell(ui.worklistTableWidget, 0, 0)             # saved, the scene cleared, opened again
+    volume = panel._parameterNode.inputVolume
+    assert logic.thrombusSegmentation(volume) is not None and not logic.thrombusMask(volume).any()
+    assert main(["dataset", "export", "--worklist", str(folder), "--all", "--out", str(tmp_path / "ds")]) == 0
+    assert load_dataset(tmp_path / "ds").cases[0].segmentation is None   # no thrombus drawn: boxes only
+    slicer.mrmlScene.RemoveNode(logic.thrombusSegmentation(volume))   # deleted in the Data module
+    user.click(ui.saveStudyButton)
+    worklist = panel.worklistSection.worklist
+    assert worklist.saved_segmentation(worklist.current) is None
+
+
 def test_uncertain_first_stages_studies_in_the_background_and_orders_the_worklist(panel, slicer_session, tmp_path,
                                                                                    rendered_study, monkeypatch):
     ui, user = panel.ui, slicer_session.user

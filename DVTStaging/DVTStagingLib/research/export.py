@@ -312,9 +312,9 @@ def read_study_folder(folder, image_name: str | None = None, image_path=None) ->
     mask = None
     if (folder / SEG_NAME).is_file():
         seg = read_segmentation(folder / SEG_NAME)
-        if not seg.same_grid(volume):
+        if seg.labelmap.any() and not seg.same_grid(volume):
             raise InputFileError(f"{folder / SEG_NAME} is not on the image grid")
-        mask = seg.find_mask("thrombus")
+        mask = seg.find_mask("thrombus") if seg.labelmap.any() else None   # Slicer writes an empty one as 1 voxel
     stages = annotation.true_stages if annotation else {}
     labels = [{"roi": r.name, "stage": stages.get(r.name) or None} for r in rois]
     study_state = None

@@ -27,7 +27,6 @@ from ..core.json_files import read_json
 from ..core.stages import INDETERMINATE
 from ..io.dataset import STATUSES
 from ..io.roi import BoxROI, write_rois
-from ..io.volume import Volume
 from .annotation import CaseAnnotation, read_annotation, write_annotation
 
 STATE_FOLDER = ".dvt-staging"
@@ -40,7 +39,6 @@ SEGMENTATION_FILE = "thrombus.seg.nrrd"
 FOLDER_ORDER, UNCERTAIN_FIRST = "folder", "uncertain"
 ORDERS = (FOLDER_ORDER, UNCERTAIN_FIRST)
 LABELED = ("labeled", "reviewed")
-UNCHANGED = object()    # `Worklist.save(thrombus_mask=UNCHANGED)`: leave the saved segmentation as it is
 
 
 @dataclass(frozen=True)
@@ -209,10 +207,10 @@ class Worklist:
         return counts
 
     def save(self, entry: StudyEntry, annotation: CaseAnnotation, rois: list[BoxROI] | None = None,
-             result_folder=None, thrombus_mask=UNCHANGED, reference: Volume | None = None) -> Path:
-        """Keep the study's labels (and ROIs, staging result, thrombus segmentation) beside it; returns the case
-        folder.  `thrombus_mask`: a [k, j, i] mask on the grid of `reference` (the study), None when the study
-        has no thrombus segmentation (any saved one is removed), or UNCHANGED."""
+             result_folder=None, remove_segmentation: bool = False) -> Path:
+        """Keep the study's labels (and ROIs, staging result) beside it; returns the case folder.  The thrombus
+        segmentation is written into `segmentation_path(entry)` by its owner (Slicer writes its own .seg.nrrd);
+        `remove_segmentation`: the study has none any more (the annotator deleted it)."""
         folder = self.case_folder(entry)
         folder.mkdir(parents=True, exist_ok=True)
         if rois is not None:
@@ -220,15 +218,8 @@ class Worklist:
                 write_rois(folder / ROIS_FILE, rois)
             else:
                 (folder / ROIS_FILE).unlink(missing_ok=True)   # the annotator deleted them all
-        if thrombus_mask is None:
-            (folder / SEGMENTATION_FILE).unlink(missing_ok=True)
-        elif thrombus_mask is not UNCHANGED:
-            from ..io.segmentation import THROMBUS, THROMBUS_SEGMENT, write_segmentation
-
-            if reference is None:
-                raise ValueError("a thrombus mask is saved on the grid of its study: pass reference")
-            labelmap = np.asarray(thrombus_mask).astype(bool).astype(np.uint8) * THROMBUS
-            write_segmentation(folder / SEGMENTATION_FILE, labelmap, reference, THROMBUS_SEGMENT)   # atomic
+        if remove_segmentation:
+            self.segmentation_path(entry).unlink(missing_ok=True)
         if result_folder is not None:
             for name in (RESULT_FILE, "report.png"):
                 if (Path(result_folder) / name).is_file():
@@ -260,8 +251,11 @@ class Worklist:
         path = self.case_folder(entry) / ROIS_FILE
         return path if path.is_file() else None
 
+    def segmentation_path(self, entry: StudyEntry) -> Path:
+        return self.case_folder(entry) / SEGMENTATION_FILE
+
     def saved_segmentation(self, entry: StudyEntry) -> Path | None:
-        path = self.case_folder(entry) / SEGMENTATION_FILE
+        path = self.segmentation_path(entry)
         return path if path.is_file() else None
 
     def last_result(self, entry: StudyEntry) -> dict | None:

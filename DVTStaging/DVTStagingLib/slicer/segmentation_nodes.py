@@ -4,10 +4,14 @@ SNOMED 396339007: io/segmentation.py) as a segmentation node the annotator refin
 The study's volume references the node (role `ROLE_SEGMENTATION`), its reference image geometry is the
 study volume (Segment Editor edits on the study's grid and offers the study as source volume), and it sits in
 the study's "DVT staging" subject-hierarchy folder.  What the annotator drew is read back as a mask on the
-study's grid (`thrombus_mask`), which the worklist saves and the export writes.
+study's grid (`thrombus_mask`), which the worklist saves (`write_thrombus_segmentation`, with Slicer's own
+writer: the worklist needs no extra package) and the export writes.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import vtk
@@ -18,6 +22,10 @@ from . import study_nodes
 
 ROLE_SEGMENTATION = "DVTStaging.thrombusSegmentation"
 THROMBUS_CODE = "396339007"     # SNOMED CT "Thrombus", the segment's terminology type
+# The terminology entry Slicer stores for io/segmentation.py's thrombus segment (what slicerio writes and reads).
+THROMBUS_TERMINOLOGY = ("Segmentation category and type - DICOM master list~SCT^49755003^Morphologically Altered "
+                        f"Structure~SCT^{THROMBUS_CODE}^Thrombus~^^~~^^~^^")
+THROMBUS_COLOR = (1.0, 0.55, 0.0)
 
 
 def thrombus_segmentation(volume_node):
@@ -72,3 +80,31 @@ def thrombus_mask(volume_node) -> np.ndarray | None:
         if array is not None:
             mask |= np.asarray(array) > 0
     return mask
+
+
+def write_thrombus_segmentation(volume_node, path) -> Path:
+    """Write the study's thrombus mask (`thrombus_mask`) as one segment "thrombus" on the study's grid to `path`
+    (.seg.nrrd, replaced atomically), with Slicer's segmentation writer; the study must have a thrombus
+    segmentation.  An empty mask is written as Slicer writes empty segmentations (a 1-voxel labelmap)."""
+    mask = thrombus_mask(volume_node)
+    if mask is None:
+        raise ValueError(f"study {volume_node.GetName()} has no thrombus segmentation")
+    scene, path = volume_node.GetScene(), Path(path)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName("thrombus-to-save"))
+    try:
+        node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        segment_id = node.GetSegmentation().AddEmptySegment("thrombus", "Thrombus", list(THROMBUS_COLOR))
+        node.GetSegmentation().GetSegment(segment_id).SetTag("TerminologyEntry", THROMBUS_TERMINOLOGY)
+        if mask.any():
+            slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), node, segment_id, volume_node)
+        storage = slicer.vtkMRMLSegmentationStorageNode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name[:-len('.seg.nrrd')]}.tmp.seg.nrrd")
+        storage.SetFileName(str(tmp))
+        if not storage.WriteData(node):
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"cannot write the thrombus segmentation {path}")
+        os.replace(tmp, path)
+    finally:
+        scene.RemoveNode(node)
+    return path

@@ -53,10 +53,12 @@ def save_study(volume_node, worklist, entry) -> Path:
     """Keep the study's ROIs, labels, thrombus segmentation (as edited) and last result beside it (the
     worklist's case folder)."""
     rois = [roi_from_node(n) for n in study_nodes.roi_nodes(volume_node)]
-    mask = segmentation_nodes.thrombus_mask(volume_node)
+    has_segmentation = segmentation_nodes.thrombus_segmentation(volume_node) is not None
+    if has_segmentation:
+        segmentation_nodes.write_thrombus_segmentation(volume_node, worklist.segmentation_path(entry))
     return worklist.save(entry, study_nodes.case_annotation(volume_node), rois=rois,
-                         result_folder=result_nodes.result_folder(volume_node), thrombus_mask=mask,
-                         reference=volume_from_node(volume_node) if mask is not None else None)
+                         result_folder=result_nodes.result_folder(volume_node),
+                         remove_segmentation=not has_segmentation)
 
 
 def worklist_from_dicom_database(database):
