@@ -64,6 +64,7 @@ class WorklistSection:
                 self.open(self.widget.logic.worklistFromDICOMDatabase())
 
     def open(self, worklist) -> None:
+        self.stager.stop()                    # the previous worklist's background staging
         self.worklist, self.studyNodeID = worklist, None
         self.worklist.sort(self.widget.ui.worklistOrderComboBox.currentData or FOLDER_ORDER)
         self.fill()
