@@ -16,8 +16,9 @@ TRAINING_STYLE = "analytic"
 # name -> module that defines make_study(seed, stages); imported only when the style is drawn.
 _MODULES = {
     "analytic": ".study",
+    "fields": ".fields.study",
 }
-HELD_OUT_STYLES = frozenset()
+HELD_OUT_STYLES = frozenset({"fields"})
 
 
 def style_names() -> list[str]:
