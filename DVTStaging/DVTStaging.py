@@ -24,12 +24,13 @@ from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLTableN
 from DVTStagingLib.core.stages import INDETERMINATE, STAGES
 from DVTStagingLib.io.roi import roi_names_unique
 from DVTStagingLib.models.devices import DEVICES
-from DVTStagingLib.slicer import compute, job_results, result_nodes, study_nodes, worklist_scene
+from DVTStagingLib.slicer import compute, job_results, result_nodes, segmentation_nodes, study_nodes, worklist_scene
 from DVTStagingLib.slicer.dependencies import DependencyInstaller
 from DVTStagingLib.slicer.jobs import CANCELLED, CANCELLED_BY_CLOSE
 from DVTStagingLib.slicer.nodes import roi_from_node, volume_from_node
 from DVTStagingPanel.annotation_section import AnnotationSection
 from DVTStagingPanel.compute_section import ComputeSection
+from DVTStagingPanel.model_section import ModelSection
 from DVTStagingPanel.sample_data import registerSampleData
 from DVTStagingPanel.worklist_section import WorklistSection
 
@@ -54,13 +55,16 @@ class DVTStagingParameterNode:
     """Panel state, saved with the scene.
 
     inputVolume - the BTI study to stage.  currentROI - the ROI shown in the results and annotation sections.
-    modelId - catalogue id ("" = the default).  device - auto, cuda (GPU) or cpu.  showAttention, attentionOpacity,
-    attentionMap - the overlay in the slice views.  resultsTable - one row per ROI of the last staging run.
+    modelId, detectorId - catalogue ids of the staging model and the detector ("" = the default; the combo
+    boxes follow them, an id the catalogue lacks is shown as missing).  device - auto, cuda (GPU) or cpu.
+    showAttention, attentionOpacity, attentionMap - the overlay in the slice views.  resultsTable - one row per
+    ROI of the last staging run.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     currentROI: vtkMRMLMarkupsROINode
     modelId: str = ""
+    detectorId: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     showAttention: bool = True
     attentionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
@@ -92,8 +96,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.autoDetectButton.connect("clicked(bool)", self.onAutoDetect)
         self.ui.deleteROIButton.connect("clicked(bool)", self.onDeleteROI)
         self.ui.stageButton.connect("clicked(bool)", self.onStageOrCancel)
-        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self.ui.refreshModelsButton.connect("clicked(bool)", self.populateModels)
+        self.modelSection = ModelSection(self)
         self.annotationSection = AnnotationSection(self)
         self.computeSection = ComputeSection(self)
         self.worklistSection = WorklistSection(self)
@@ -101,11 +104,12 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(100)
         self._pollTimer.connect("timeout()", self.onPollTimer)
-        self.populateModels()
+        self.modelSection.refresh()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self._pollTimer.stop()
+        self.worklistSection.cleanup()
         self.logic.cleanup()
         self.removeObservers()
 
@@ -154,6 +158,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = (_("Ready: {name}").format(name=volume.GetName()) if volume
                                             else _("Select a BTI volume."))
             self.ui.resultsTableView.setMRMLTableNode(p.resultsTable)
+            self.modelSection.show(p)
             self.annotationSection.show(volume, p.currentROI)
             self._applyOverlay(volume, p)
         finally:
@@ -166,24 +171,6 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if attention is not None and wanted != self._overlayShown:
             self.logic.showAttention(volume, p.attentionMap, p.showAttention, p.attentionOpacity)
         self._overlayShown = wanted
-
-    def populateModels(self) -> None:
-        from DVTStagingLib.models.catalog import list_models
-        combo = self.ui.modelComboBox
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItem(_("default (bundled)"), "")
-        try:
-            for entry in list_models("staging"):
-                combo.addItem(f"{entry.id} ({entry.source})", entry.id)
-        except Exception as exc:  # a broken catalogue folder must not break the panel
-            logging.warning(f"DVTStaging: cannot list models: {exc}")
-        combo.currentIndex = max(combo.findData(self._parameterNode.modelId if self._parameterNode else ""), 0)
-        combo.blockSignals(False)
-
-    def onModelChanged(self, index) -> None:
-        if self._parameterNode:
-            self._parameterNode.modelId = self.ui.modelComboBox.itemData(index) or ""
 
     def ensure(self, feature: str) -> bool:
         """What `feature` needs is installed (the user is asked first); errors are shown, not raised."""
@@ -213,12 +200,14 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensure("stage"):
             return
         with slicer.util.tryWithErrorDisplay(_("Auto-detect failed to start."), waitCursor=True):
-            self.logic.startDetection(self._parameterNode.inputVolume, device=self._parameterNode.device,
+            p = self._parameterNode
+            self.logic.startDetection(p.inputVolume, device=p.device, detector=p.detectorId or None,
                                       onProgress=self.onProgress, onFinished=self.onDetectionFinished)
             self._setRunning(True, _("Detecting thrombi..."))
 
     def onDetectionFinished(self, roiNodes, error) -> None:
-        self._setRunning(False, error or _("{n} thrombus ROI(s) found.").format(n=len(roiNodes)))
+        self._setRunning(False, error or _("{n} thrombus ROI(s) found.").format(n=len(roiNodes)) + (
+            _(" The thrombus segmentation is ready for Segment Editor.") if roiNodes else ""))
         if error and error not in (CANCELLED, CANCELLED_BY_CLOSE):
             slicer.util.errorDisplay(_("Auto-detect failed: {error}").format(error=error))
         if roiNodes and self._parameterNode:
@@ -238,7 +227,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Staging failed to start."), waitCursor=True):
             self.logic.startStaging(p.inputVolume, rois, autoDetect=not rois, model=p.modelId or None,
                                     device=p.device, onProgress=self.onProgress, onFinished=self.onStagingFinished,
-                                    onAnswer=self.onStagingAnswer)
+                                    onAnswer=self.onStagingAnswer, detector=p.detectorId or None)
             self._setRunning(True, _("Staging..."))
 
     def onProgress(self, event) -> None:
@@ -283,7 +272,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if running:
             self._pollTimer.start()
         for widget in (self.ui.inputVolumeSelector, self.ui.autoDetectButton, self.ui.modelComboBox,
-                       self.ui.deviceComboBox):   # the run's results belong to the study it started on
+                       self.ui.detectorComboBox, self.ui.deviceComboBox):   # results belong to the study run on
             widget.enabled = not running
 
 
@@ -325,16 +314,20 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     caseAnnotation = staticmethod(study_nodes.case_annotation)
     attentionNode = staticmethod(result_nodes.attention_node)
     showAttention = staticmethod(result_nodes.show_attention)
+    thrombusSegmentation = staticmethod(segmentation_nodes.thrombus_segmentation)   # volume -> segmentation node
+    thrombusMask = staticmethod(segmentation_nodes.thrombus_mask)   # volume -> bool [k, j, i] on its grid, or None
     coreVolume = staticmethod(volume_from_node)
 
     def isRunning(self) -> bool:
         return self.jobs.running
 
     def startStaging(self, volumeNode, roiNodes=None, autoDetect: bool = False, model: Optional[str] = None,
-                     device: str = "auto", onProgress=None, onFinished=None, onAnswer=None):
+                     device: str = "auto", onProgress=None, onFinished=None, detector: Optional[str] = None,
+                     onAnswer=None):
         """Run `dvt-staging stage` on the study in the background; `onAnswer(StagingResultNodes)` once the
         stage is known (no overlays yet), then `onFinished(StagingResultNodes or None, error or None)`, both
-        from `poll()`.  Results are matched to the ROIs by their order."""
+        from `poll()`.  Results are matched to the ROIs by their order.  `model` and `detector`: catalogue ids
+        (None: the defaults)."""
         if volumeNode is None:
             raise ValueError(_("Select a BTI volume to stage."))
         roiNodes = [] if autoDetect else list(roiNodes if roiNodes is not None else self.roiNodes(volumeNode))
@@ -346,12 +339,15 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 names=", ".join(undrawn)))
         rois = roi_names_unique([roi_from_node(n) for n in roiNodes])
         return self.jobs.start("stage", volume_from_node(volumeNode), rois or None, volumeNode.GetID(),
-                               [n.GetID() for n in roiNodes], model, device, onProgress, onFinished, onAnswer)
+                               [n.GetID() for n in roiNodes], model, device, onProgress, onFinished,
+                               on_answer=onAnswer, detector=detector)
 
-    def startDetection(self, volumeNode, device: str = "auto", onProgress=None, onFinished=None):
-        """Run `dvt-staging detect` in the background; `onFinished(roiNodes or None, error)` from `poll()`."""
+    def startDetection(self, volumeNode, device: str = "auto", onProgress=None, onFinished=None,
+                       detector: Optional[str] = None):
+        """Run `dvt-staging detect` in the background; `onFinished(roiNodes or None, error)` from `poll()`.  The
+        detected thrombus becomes the study's thrombus segmentation (`thrombusSegmentation`) unless it has one."""
         return self.jobs.start("detect", volume_from_node(volumeNode), None, volumeNode.GetID(), [], None, device,
-                               onProgress, onFinished)
+                               onProgress, onFinished, detector=detector)
 
     def poll(self) -> bool:
         """Forward progress, a staging run's answer once it is there and, once the run ended, its results;
@@ -387,11 +383,11 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             job.on_finished(nodes, error)
 
     def stage(self, volumeNode, roiNodes=None, autoDetect: bool = False, model: Optional[str] = None,
-              device: str = "auto", onProgress=None, timeout: Optional[float] = None):
+              device: str = "auto", onProgress=None, timeout: Optional[float] = None, detector: Optional[str] = None):
         """The synchronous path (scripts, tests): run, wait, load; raises on failure."""
         outcome = {}
         self.startStaging(volumeNode, roiNodes, autoDetect, model, device, onProgress,
-                          onFinished=lambda nodes, error: outcome.update(nodes=nodes, error=error))
+                          onFinished=lambda nodes, error: outcome.update(nodes=nodes, error=error), detector=detector)
         self._finish(self.jobs.wait(timeout))
         if outcome["error"]:
             raise RuntimeError(outcome["error"])

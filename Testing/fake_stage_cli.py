@@ -3,13 +3,18 @@
 Tests of the Slicer Logic use it to check the round trip (inputs written,
 background run, progress, cancel, outputs loaded as nodes) independently of
 the staging model.  The outputs are written with the core writers:
-`result.json` (schema result@1), `evidence.nrrd`, `attention.nrrd` and
-`attention-global-to-local.nrrd` (0-1, in the input geometry, peaked at each
-ROI's centre) and `rois.mrk.json`.  `FAKE_STAGE_SECONDS` makes it slow (for
-cancel and scene-close tests).  As `stage` does, the CLI writes the answer first
-(result.json with its overlays under `pending`, atomically), then the overlays and
-result.json again; with `FAKE_OVERLAYS_GATE` set it waits for that file to exist
-between the two (so a test sees the answer alone).
+`result.json` (schema result@1, with the `--detector` it was given),
+`evidence.nrrd`, `attention.nrrd` and `attention-global-to-local.nrrd` (0-1,
+in the input geometry, peaked at each ROI's centre) and `rois.mrk.json`.
+`detect` writes one ROI in the middle of the volume, detections.json and, with
+`--segmentation`, thrombus.seg.nrrd (an ellipsoid inside that ROI).
+`FAKE_STAGE_SECONDS` makes it slow (for cancel and scene-close tests);
+`FAKE_STAGE_RESULTS` (a JSON file {name of the image's folder: {"stage",
+"probabilities"}}) sets a study's answer (the worklist's uncertainty ordering).
+As `stage` does, the CLI writes the answer first (result.json with its overlays
+under `pending`, atomically), then the overlays and result.json again; with
+`FAKE_OVERLAYS_GATE` set it waits for that file to exist between the two (so a
+test sees the answer alone).
 """
 
 from __future__ import annotations
@@ -52,12 +57,15 @@ def _roi_results(volume, rois, stages=None) -> list[dict]:
     return roi_results
 
 
-def _result(volume, roi_results) -> dict:
+def _result(volume, roi_results, detector=None, study=None) -> dict:
     worst = roi_results[0] if roi_results else None
-    return {"schema": "dvt-staging/result@1", "stage": worst["stage"] if worst else "acute",
-            "probabilities": worst["probabilities"] if worst else {c: 1 / 3 for c in ("acute", "subacute", "chronic")},
-            "rois": roi_results, "model": FAKE_MODEL, "device": "cpu", "timings": {"total_s": 0.0},
-            "input": volume.geometry_dict()}
+    uniform = {c: 1 / 3 for c in ("acute", "subacute", "chronic")}
+    result = {"schema": "dvt-staging/result@1", "stage": worst["stage"] if worst else "acute",
+              "probabilities": worst["probabilities"] if worst else uniform,
+              "rois": roi_results, "model": FAKE_MODEL, "device": "cpu", "timings": {"total_s": 0.0},
+              "input": volume.geometry_dict(), "detector": {"id": detector or "detector-phantom", "sha256": None}}
+    result.update(study or {})
+    return result
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -67,20 +75,21 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_fake_answer(out, volume, rois, stages=None) -> dict:
+def write_fake_answer(out, volume, rois, stages=None, detector=None, study=None) -> dict:
     """rois.mrk.json and result.json as `stage` writes them once the stage is known: the overlays `pending`."""
     from DVTStagingLib.io.roi import write_rois
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_rois(out / "rois.mrk.json", rois)
-    result = {**_result(volume, _roi_results(volume, rois, stages)), "outputs": {"rois": "rois.mrk.json"},
+    result = {**_result(volume, _roi_results(volume, rois, stages), detector, study),
+              "outputs": {"rois": "rois.mrk.json"},
               "pending": ["evidence.nrrd", "attention.nrrd", "attention-global-to-local.nrrd"]}
     _write_json(out / "result.json", result)
     return result
 
 
-def write_fake_stage_output(out, volume, rois, stages=None) -> dict:
+def write_fake_stage_output(out, volume, rois, stages=None, detector=None, study=None) -> dict:
     """Everything `stage` writes (but report.png), for `volume` and its `rois`."""
     from DVTStagingLib.io.roi import write_rois
     from DVTStagingLib.io.volume import write_volume
@@ -98,7 +107,7 @@ def write_fake_stage_output(out, volume, rois, stages=None) -> dict:
     write_volume(volume.with_array(local_to_global), out / "attention.nrrd")
     write_volume(volume.with_array(global_to_local), out / "attention-global-to-local.nrrd")
     write_rois(out / "rois.mrk.json", rois)
-    result = _result(volume, _roi_results(volume, rois, stages))
+    result = _result(volume, _roi_results(volume, rois, stages), detector, study)
     _write_json(out / "result.json", result)
     return result
 
@@ -112,11 +121,21 @@ def main(argv=None) -> int:
     s.add_argument("--auto-roi", action="store_true")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--model")
+    s.add_argument("--detector")
     s.add_argument("--device", default="auto")
+    d = sub.add_parser("detect")
+    d.add_argument("input", type=Path)
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--detector")
+    d.add_argument("--device", default="auto")
+    d.add_argument("--segmentation", action="store_true")
     args = p.parse_args(argv)
 
     from DVTStagingLib.io.roi import read_rois
     from DVTStagingLib.io.volume import read_volume
+
+    if args.command == "detect":
+        return fake_detect(args)
 
     seconds = float(os.environ.get("FAKE_STAGE_SECONDS", "0"))
     steps = 20
@@ -127,13 +146,37 @@ def main(argv=None) -> int:
     if args.roi is None:
         print("fake-dvt-staging: error: the fake CLI cannot detect ROIs", file=sys.stderr)
         return 2
+    answers = os.environ.get("FAKE_STAGE_RESULTS")
+    study = json.loads(Path(answers).read_text()).get(args.input.parent.name) if answers else None
     rois = read_rois(args.roi)
-    write_fake_answer(args.out, volume, rois)
+    write_fake_answer(args.out, volume, rois, detector=args.detector, study=study)
     gate = os.environ.get("FAKE_OVERLAYS_GATE")
     deadline = time.monotonic() + 60
     while gate and not Path(gate).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    write_fake_stage_output(args.out, volume, rois)
+    write_fake_stage_output(args.out, volume, rois, detector=args.detector, study=study)
+    return 0
+
+
+def fake_detect(args) -> int:
+    """One ROI in the middle of the volume (and an ellipsoid of thrombus in it)."""
+    from DVTStagingLib.io.roi import BoxROI, write_rois
+    from DVTStagingLib.io.segmentation import THROMBUS, THROMBUS_SEGMENT, write_segmentation
+    from DVTStagingLib.io.volume import read_volume
+
+    volume = read_volume(args.input)
+    shape = np.array(volume.array.shape[::-1])          # i, j, k
+    center = volume.ijk_to_ras_points((shape - 1)[None, :] / 2.0)[0]
+    roi = BoxROI("thrombus-1", center, np.array([16.0, 16.0, 24.0]), np.eye(3))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_rois(out / "rois.mrk.json", [roi])
+    doc = {"model": {"id": args.detector or "detector-phantom", "sha256": None}, "found": 1}
+    (out / "detections.json").write_text(json.dumps(doc), encoding="utf-8")
+    if args.segmentation:
+        blob = _blob(volume, roi, 0.25) > 0.6
+        write_segmentation(out / "thrombus.seg.nrrd", blob.astype(np.uint8) * THROMBUS, volume, THROMBUS_SEGMENT)
+    print(f"detect: 1 thrombus ROI(s) in {args.input}", file=sys.stderr)
     return 0
 
 

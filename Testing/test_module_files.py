@@ -208,6 +208,25 @@ def test_only_the_slicer_layer_touches_slicer_and_nothing_in_the_core_touches_qt
     assert not offenders, offenders
 
 
+def test_pyqt5_is_only_a_test_dependency_and_the_module_never_imports_it():
+    """Real Qt (PyQt5) checks the fakes and the .ui in the tests; in Slicer `qt` is PythonQt, and a second Qt
+    binding loaded into Slicer's process would clash with it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert "PyQt5>=5.15,<5.16" in project["optional-dependencies"]["test"]
+    assert not any(d.lower().startswith("pyqt") for d in project["dependencies"])
+    bindings = ("PyQt5", "PyQt6", "PySide2", "PySide6", "sip")
+    offenders = []
+    for path in MODULE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(REPO)}: import {n}" for n in names if n.split(".")[0] in bindings]
+        if "PyQt" in text or "PySide" in text:   # importlib.import_module("PyQt5...") and the like
+            offenders.append(f"{path.relative_to(REPO)} names a Qt binding")
+    assert not offenders, offenders
+
+
 def test_the_stages_are_defined_once():
     from DVTStagingLib.core.stages import INDETERMINATE, STAGES
 

@@ -373,7 +373,8 @@ def test_auto_detect_with_the_real_cli_selects_the_first_roi_found(panel, slicer
     slicer_session.run_event_loop(lambda: not logic.isRunning(), timeout=120)
     found = [r for r in logic.roiNodes(volume) if r not in before]
     assert found and panel._parameterNode.currentROI is found[0] and ui.roiSelector.currentNode() is found[0]
-    assert ui.statusLabel.text == f"{len(found)} thrombus ROI(s) found." and ui.autoDetectButton.enabled
+    assert ui.statusLabel.text.startswith(f"{len(found)} thrombus ROI(s) found.") and ui.autoDetectButton.enabled
+    assert logic.thrombusSegmentation(volume) is not None          # the real detector's thrombus.seg.nrrd
     assert slicer_session.errors_shown() == []
 
 

@@ -15,6 +15,8 @@ import pytest
 import slicer
 from DVTStagingLib.phantom.study import make_study
 from DVTStagingLib.phantom.writer import write_study
+from DVTStagingLib.slicer import compute
+from DVTStagingLib.slicer.jobs import ServerTarget
 from DVTStagingLib.slicer.sample_study import SAMPLE_NAME
 from slicer_fakes.fixtures import *  # noqa: F401,F403  (fixtures: slicer_session, panel, fake_python)
 from slicer_fakes.sample_data import click_sample_button
@@ -75,6 +77,31 @@ def test_choosing_the_same_worklist_folder_again_reloads_it(panel, slicer_sessio
     slicer_session.user.pick_folder(ui.worklistFolderButton, folder)
     assert ui.worklistTableWidget.rowCount == 2
     assert ui.worklistTableWidget.item(1, 0).text() == "case-1/image.nrrd"
+
+
+# -- (b2) clearing the token file field ---------------------------------------------------------------------------------
+def test_clearing_the_token_file_field_saves_no_token(panel, slicer_session, tmp_path):
+    """Old code saved the token file only on ctkPathLineEdit.currentPathChanged, which CTK never emits for an
+    empty path (no nameFilters: its validator's pattern is `.+`, empty input is not acceptable; only
+    validInputChanged(false) comes): clearing the field ("empty for a server without a token") kept the old
+    token path in the settings, and it was sent again at every Stage."""
+    ui, user, settings = panel.ui, slicer_session.user, slicer_session.settings
+    token = str(tmp_path / "token.txt")
+    user.choose(ui.computeOnComboBox, "server")
+    user.type_text(ui.serverUrlLineEdit, "https://staging.example.org")
+    user.type_text(ui.serverTokenPathLineEdit, token)
+    assert settings[compute.TOKEN_FILE_KEY] == token
+    user.type_text(ui.serverTokenPathLineEdit, "")        # select all, Delete
+    assert settings[compute.TOKEN_FILE_KEY] == ""
+    assert panel.logic.jobs.server() == ServerTarget("https://staging.example.org", None)
+
+    # The same in the next Slicer session: the panel loads the saved path (signals blocked), the user clears it.
+    user.type_text(ui.serverTokenPathLineEdit, token)
+    slicer_session.unload_module()
+    widget = slicer_session.show_module()
+    assert widget.ui.serverTokenPathLineEdit.currentPath == token
+    user.type_text(widget.ui.serverTokenPathLineEdit, "")
+    assert settings[compute.TOKEN_FILE_KEY] == ""
 
 
 # -- (c) the attention overlay only when its settings change ------------------------------------------------------

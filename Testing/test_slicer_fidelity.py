@@ -127,11 +127,18 @@ def test_property_writes_emit_what_qt_emits(ui, slicer_session):
     combo.clear()
     assert indices == [0, 1, -1] and combo.currentText == "" and combo.findData("B") == -1
 
-    slider, values = w.attentionOpacitySlider, []
+    slider, values, decimals = w.attentionOpacitySlider, [], []
     slider.valueChanged.connect(values.append)
-    slider.value = 0.123                                  # rounded to 2 decimals
+    slider.decimalsChanged.connect(decimals.append)
+    slider.value = 0.123                                  # not rounded to 2 decimals (only the spin box shows 0.12)
     slider.value = 5.0                                    # clamped to the maximum (1.0 from the .ui)
-    assert values == [0.12, 1.0]
+    slider.value = 5.0                                    # clamped to the same value: no signal
+    assert values == [0.123, 1.0] and slider.value == 1.0
+    values.clear()
+    slider.decimals = 2                                   # the same number: valueChanged and decimalsChanged again
+    assert values == [1.0] and decimals == [2]
+    slider.decimals = 3                                   # another number: twice (the spin box calls back)
+    assert values == [1.0] * 3 and decimals == [2, 3, 3]
 
     bar = w.progressBar
     bar.value = 150                                       # outside 0-100: ignored (QProgressBar::setValue)
@@ -149,6 +156,26 @@ def test_directory_button_emits_directory_changed_only_for_another_folder(ui, sl
     w.worklistFolderButton.directory = str(tmp_path)
     w.worklistFolderButton.setDirectory(str(tmp_path) + "/")   # the same folder again
     assert selected == [str(tmp_path)] * 2 and changed == [str(tmp_path)]
+
+
+def test_path_line_edit_clearing_emits_only_valid_input_changed(ui, slicer_session):
+    """No nameFilters: CTK validates with `.+`, an empty path is not acceptable input."""
+    _, w = ui
+    edit, seen = w.serverTokenPathLineEdit, []
+    edit.connect("currentPathChanged(QString)", lambda p: seen.append(("path", p)))
+    edit.connect("validInputChanged(bool)", lambda v: seen.append(("valid", v)))
+    edit.currentPath = "/t/token"
+    edit.currentPath = "/t/token"                         # the same text: the line edit emits nothing
+    edit.currentPath = ""
+    edit.currentPath = ""
+    assert seen == [("path", "/t/token"), ("valid", True), ("valid", False)]
+    edit.blockSignals(True)                               # blocks the ctkPathLineEdit, not its line edit
+    edit.currentPath = "/t/other"
+    edit.blockSignals(False)
+    slicer_session.user.type_text(edit, "")
+    assert seen[-1] == ("valid", False) and edit.currentPath == ""
+    with pytest.raises(NotImplementedError):
+        edit.nameFilters = ["Token (*.txt)"]
 
 
 def test_table_widget_items(ui, qt):
@@ -187,8 +214,15 @@ def test_node_combo_box_follows_the_scene_like_qmrmlnodecombobox(ui, slicer_sess
     combo.setCurrentNode(second)
     first.SetName("renamed")
     assert combo.currentNodeID == second.GetID()
-    second.SetName("renamed too")                         # the current item's text changed
+    second.SetName("renamed too")                         # the current item's text changed (5.12: signal)
     assert changes[-2:] == [second, second]
+    slicer_session.use_slicer_version("5.10")
+    second.SetName("renamed on 5.10")                     # 5.10 listened to currentIndexChanged(QString) only
+    assert changes[-2:] == [second, second] and len(changes) == 4
+    with pytest.raises(AttributeError):
+        combo.nodeAddedByUserAction                       # new in 5.12
+    slicer_session.use_slicer_version("5.12")
+    assert combo.nodeAddedByUserAction
     slicer.mrmlScene.RemoveNode(second)                   # a neighbour becomes current
     assert combo.currentNode() is first and changes[-1] is first
     roi_combo = w.roiSelector                             # noneEnabled: nothing selected by itself

@@ -23,6 +23,7 @@ from DVTStagingLib import __version__  # noqa: E402
 from DVTStagingLib.core.stages import STAGES  # noqa: E402
 from DVTStagingLib.models.config import InputSpec  # noqa: E402
 from DVTStagingLib.phantom.study import make_study  # noqa: E402
+from DVTStagingLib.phantom.styles import TRAINING_STYLE  # noqa: E402
 from DVTStagingLib.phantom.writer import plan_cases  # noqa: E402
 from DVTStagingLib.staging.slices import prepare_study  # noqa: E402
 from DVTStagingLib.training.slice_bank import SliceBank, bank_from_items, roi_items  # noqa: E402
@@ -63,14 +64,15 @@ def render_bank(cases: int, seed: int, spec: InputSpec, with_crops: bool, crop_m
     return render_banks(cases, seed, [spec], with_crops, crop_margin, workers)[0]
 
 
-def provenance(cases: int, seed: int) -> dict:
+def provenance(cases: int, seed: int, style: str = TRAINING_STYLE) -> dict:
     """What a model card records of this training data: the command that writes the same studies as files."""
     splits = {}
     for plan in plan_cases(cases, seed):
         splits[plan["split"]] = splits.get(plan["split"], 0) + 1
     return {"dataset": "DVTStaging synthetic BTI phantom", "folder": None, "dataset_json_sha256": None,
-            "source": {"generator": "dvt-staging phantom", "version": __version__, "seed": seed, "cases": cases,
+            "source": {"generator": "dvt-staging phantom", "version": __version__, "style": style, "seed": seed,
+                       "cases": cases,
                        "normal_fraction": 0.0},
             "cases": cases, "splits": splits,
             "rendered": f"in memory (tools/phantom_in_memory.py): the studies of dvt-staging phantom --cases {cases} "
-                        f"--seed {seed}"}
+                        f"--seed {seed} --style {style}"}

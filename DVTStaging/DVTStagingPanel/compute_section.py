@@ -18,6 +18,9 @@ class ComputeSection:
         ui.computeOnComboBox.connect("currentIndexChanged(int)", self.save)
         ui.serverUrlLineEdit.connect("textChanged(QString)", self.save)
         ui.serverTokenPathLineEdit.connect("currentPathChanged(QString)", self.save)
+        # An empty path is not valid input to ctkPathLineEdit (without nameFilters it validates with `.+`):
+        # clearing the field emits validInputChanged(false) and never currentPathChanged("").
+        ui.serverTokenPathLineEdit.connect("validInputChanged(bool)", self.save)
 
     @property
     def _widgets(self):

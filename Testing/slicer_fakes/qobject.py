@@ -140,7 +140,9 @@ class _SignalDescriptor:
     def __get__(self, obj, cls=None):
         if obj is None:
             return self
-        signature = next(s for s in obj._fake_signals() if signature_name(s) == self.name)
+        signature = next((s for s in obj._fake_signals() if signature_name(s) == self.name), None)
+        if signature is None:   # a signal this version of the class does not have
+            raise AttributeError(f"'{type(obj).__name__}' object has no attribute '{self.name}'")
         return BoundSignal(obj, self.name, signature)
 
     def __set__(self, obj, value):

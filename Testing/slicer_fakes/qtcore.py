@@ -121,9 +121,12 @@ class QProgressDialog(QDialog):
         self._s.canceled = False
         self._s.shown_once = False
         self._s.set_value_called = False
-        self._s.force_show_at = time.monotonic() + 4.0
+        self._s.started = time.monotonic()          # QProgressDialogPrivate::init: starttime.start()
+        self._s.force_show_at = self._s.started + 4.0   # and the forceShow timer (minimumDuration 4000)
         self._s.label_history = []
         self._s.visible_during_events = 0
+        # QProgressDialogPrivate::init connects canceled() to cancel() first: the Cancel button emits canceled().
+        self._fake_connect("canceled()", self.cancel)
         runtime.session().register_dialog(self)
 
     def _fake_is_toplevel_visible(self):
@@ -169,11 +172,13 @@ class QProgressDialog(QDialog):
         self._s.bar.setValue(progress)
         if not self._s.shown_once:
             if (not self._s.set_value_called and progress == 0) or progress == self._s.bar.minimum:
-                self._s.force_show_at = time.monotonic() + self._s.props["minimumDuration"] / 1000.0
+                self._s.started = time.monotonic()
+                self._s.force_show_at = self._s.started + self._s.props["minimumDuration"] / 1000.0
                 self._s.set_value_called = True
                 return
             self._s.set_value_called = True
-            if time.monotonic() >= self._s.force_show_at:
+            # Shown once minimumDuration has passed since the start (reset() does not restart that clock).
+            if time.monotonic() - self._s.started >= self._s.props["minimumDuration"] / 1000.0:
                 self._fake_force_show()
         if progress == self._s.bar.maximum and self._s.props["autoReset"]:
             self.reset()
@@ -203,9 +208,12 @@ class QProgressDialog(QDialog):
 
     @slot("cancel()")
     def cancel(self):
+        """QProgressDialog::cancel(): reset and flag wasCanceled; canceled() comes only from the button."""
         self._s.force_show_at = None
         self.reset()
         self._s.canceled = True
+
+    def _fake_press_cancel_button(self):
         self._fake_emit("canceled()")
 
     def setCancelButton(self, button):

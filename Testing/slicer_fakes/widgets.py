@@ -18,7 +18,7 @@ from .qobject import Prop, QObject, convert, slot
 
 # Qt enum values the panel (and the fakes) use.
 UNCHECKED, PARTIALLY_CHECKED, CHECKED = 0, 1, 2
-USER_ROLE, DISPLAY_ROLE, TOOLTIP_ROLE = 256, 0, 3
+USER_ROLE, DISPLAY_ROLE, EDIT_ROLE, TOOLTIP_ROLE = 256, 0, 2, 3
 
 
 class UserCannotDoThat(AssertionError):
@@ -273,13 +273,14 @@ class QAbstractButton(QWidget):
 
     @slot("click()")
     def click(self):
-        """QAbstractButton::click(): does nothing when disabled; else pressed, released, (toggle), clicked."""
+        """QAbstractButton::click(): does nothing when disabled; else pressed, the toggle (nextCheckState:
+        stateChanged and toggled), released, clicked."""
         if not self.isEnabled():
             return
         self._fake_emit("pressed()")
-        self._fake_emit("released()")
         if self.checkable:
             self.setChecked(not self.checked)
+        self._fake_emit("released()")
         self._fake_emit("clicked(bool)", self.checked)
 
     @slot("animateClick()")
@@ -324,7 +325,14 @@ class QCheckBox(QAbstractButton):
         return CHECKED if self.checked else UNCHECKED
 
     def setCheckState(self, state):
-        self.setChecked(state != UNCHECKED)
+        """QCheckBox::setCheckState skips checkStateSet while it calls setChecked: toggled comes first, then
+        stateChanged."""
+        checked = state != UNCHECKED
+        if checked == self._s.props["checked"]:
+            return
+        self._s.props["checked"] = checked
+        self._fake_emit("toggled(bool)", checked)
+        self._fake_emit("stateChanged(int)", CHECKED if checked else UNCHECKED)
 
 
 class ctkCollapsibleButton(QAbstractButton):
@@ -394,17 +402,19 @@ class QComboBox(QWidget):
     def _currentData(self):
         return self.itemData(self._s.current, USER_ROLE)
 
-    def _set_current(self, index, old_text=None, force=False):
-        """QComboBoxPrivate::_q_emitCurrentIndexChanged: currentIndexChanged(int), (QString), currentTextChanged."""
+    def _set_current(self, index, force=False):
         if index == self._s.current and not force:
             return
-        old_text = self._currentText() if old_text is None else old_text
         self._s.current = index
+        self._fake_emit_current_index_changed()
+
+    def _fake_emit_current_index_changed(self):
+        """QComboBoxPrivate::_q_emitCurrentIndexChanged (Qt 5.15): currentIndexChanged(int), (QString) and
+        currentTextChanged, the last one whatever the text was before (also to an item with the same text)."""
         text = self._currentText()
-        self._fake_emit("currentIndexChanged(int)", index)
+        self._fake_emit("currentIndexChanged(int)", self._s.current)
         self._fake_emit("currentIndexChanged(QString)", text)
-        if text != old_text:
-            self._fake_emit("currentTextChanged(QString)", text)
+        self._fake_emit("currentTextChanged(QString)", text)
 
     @slot("setCurrentIndex(int)")
     def setCurrentIndex(self, index):
@@ -425,32 +435,34 @@ class QComboBox(QWidget):
             self.addItem(text)
 
     def insertItem(self, index, text, userData=None):
+        """_q_rowsInserted: the first item of an empty combo box becomes current; an item inserted before the
+        current one moves it down, and the new row number is announced (currentIndexChanged...)."""
         text = convert("QString", text, "QComboBox", "addItem(text)")
         index = max(0, min(index, len(self._s.items)))
         was_empty = not self._s.items
         self._s.items.insert(index, [text, {} if userData is None else {USER_ROLE: userData}])
         if was_empty and self._s.current == -1 and not self.placeholderText:
-            self._set_current(0)   # Qt: the first item of an empty combo box becomes current
-        elif 0 <= index <= self._s.current and not was_empty:
-            self._s.current += 1   # the current item moved down; no signal (same item)
+            self._set_current(0)
+        elif 0 <= index <= self._s.current:
+            self._set_current(self._s.current + 1)
 
     def removeItem(self, index):
+        """_q_rowsRemoved: removing an item before the current one announces the new row number; removing the
+        current one makes the item now at its place (or the last one) current."""
         if not 0 <= index < len(self._s.items):
             return
-        old_text = self._currentText()
         del self._s.items[index]
         if index < self._s.current:
-            self._s.current -= 1
+            self._set_current(self._s.current - 1)
         elif index == self._s.current:
-            self._set_current(min(index, len(self._s.items) - 1) if self._s.items else -1, old_text, force=True)
+            self._set_current(min(index, len(self._s.items) - 1) if self._s.items else -1, force=True)
 
     @slot("clear()")
     def clear(self):
-        old_text = self._currentText()
         had_current = self._s.current != -1
         self._s.items = []
         if had_current:
-            self._set_current(-1, old_text, force=True)
+            self._set_current(-1, force=True)
 
     def itemText(self, index):
         return self._s.items[index][0] if 0 <= index < len(self._s.items) else ""
@@ -463,12 +475,29 @@ class QComboBox(QWidget):
         return self._s.items[index][1].get(role)
 
     def setItemData(self, index, value, role=USER_ROLE):
-        if 0 <= index < len(self._s.items):
-            self._s.items[index][1][role] = value
+        """A changed value of the current item (any role) emits currentTextChanged (_q_dataChanged); the same
+        value again changes nothing (QStandardItem::setData)."""
+        if not 0 <= index < len(self._s.items):
+            return
+        if role in (DISPLAY_ROLE, EDIT_ROLE):
+            self.setItemText(index, value)
+            return
+        values = self._s.items[index][1]
+        if role in values and type(values[role]) is type(value) and values[role] == value:
+            return
+        values[role] = value
+        self._fake_data_changed(index)
 
     def setItemText(self, index, text):
         if 0 <= index < len(self._s.items):
-            self._s.items[index][0] = convert("QString", text, "QComboBox", "itemText")
+            text = convert("QString", text, "QComboBox", "itemText")
+            if text != self._s.items[index][0]:
+                self._s.items[index][0] = text
+                self._fake_data_changed(index)
+
+    def _fake_data_changed(self, index):
+        if index == self._s.current:
+            self._fake_emit("currentTextChanged(QString)", self._currentText())
 
     def findData(self, data, role=USER_ROLE, flags=None):
         for index, (_, values) in enumerate(self._s.items):
@@ -541,11 +570,12 @@ class QLineEdit(QWidget):
 
     @slot("setText(QString)")
     def setText(self, text):
-        text = convert("QString", text, "QLineEdit", "text")
+        # QWidgetLineControl::internalSetText truncates to maxLength before it compares with the old text.
+        text = convert("QString", text, "QLineEdit", "text")[: self._s.props["maxLength"]]
         if text == self._s.props["text"]:
             return
-        self._s.props["text"] = text[: self._s.props["maxLength"]]
-        self._fake_emit("textChanged(QString)", self._s.props["text"])
+        self._s.props["text"] = text
+        self._fake_emit("textChanged(QString)", text)
 
     @slot("clear()")
     def clear(self):
@@ -618,11 +648,13 @@ class QTableWidgetItem:
     """Not a QObject: text() is a method; the item belongs to at most one table cell."""
 
     __slots__ = ("_text", "_data", "_table", "_flags")
+    # Qt 5.15 QTableWidgetItem: selectable, editable, drag and drop enabled, user checkable, enabled.
+    DEFAULT_FLAGS = 1 | 2 | 4 | 8 | 16 | 32
 
     def __init__(self, text=""):
         if not isinstance(text, str):
             raise TypeError(f"QTableWidgetItem(text): cannot convert {type(text).__name__} to QString")
-        self._text, self._data, self._table, self._flags = text, {}, None, None
+        self._text, self._data, self._table, self._flags = text, {}, None, self.DEFAULT_FLAGS
 
     def text(self):
         return self._text
@@ -659,6 +691,16 @@ class QTableWidgetItem:
 
 
 class QTableWidget(QTableView):
+    """Qt 5.15 QTableWidget with its QItemSelectionModel: a selection of cells and a current cell.
+
+    - selectRow(r): current cell (r, 0) first, then the row is the selection (ClearAndSelect).
+    - setCurrentCell(r, c): the cell (its row under SelectRows) is the selection, then it is current.
+    - removing the rows of the current cell: currentCellChanged to the row above (or the row below, announced
+      in the old numbering, or none), then itemSelectionChanged if selected cells went with the rows
+      (QItemSelectionModelPrivate::_q_rowsAboutToBeRemoved); inserted rows move both without a signal.
+    - clearContents()/clear(): the selection, then the current cell, are cleared (model reset).
+    """
+
     PROPERTIES = {"rowCount": Prop("int", 0, getter="_rowCount", setter="setRowCount"),
                   "columnCount": Prop("int", 0, getter="_columnCount", setter="setColumnCount")}
     SIGNALS = ("itemPressed(QTableWidgetItem*)", "itemClicked(QTableWidgetItem*)",
@@ -674,7 +716,7 @@ class QTableWidget(QTableView):
         self._s.columns = 0
         self._s.headers = []
         self._s.current = (-1, -1)
-        self._s.selected_rows = set()
+        self._s.selected = set()  # selected (row, column) cells
 
     def _rowCount(self):
         return len(self._s.cells)
@@ -682,53 +724,82 @@ class QTableWidget(QTableView):
     def _columnCount(self):
         return self._s.columns
 
+    def _fake_selects_rows(self):
+        behavior = self._s.props["selectionBehavior"]   # the .ui gives the enum's name, Python code its value
+        return behavior == 1 or (isinstance(behavior, str) and behavior.endswith("SelectRows"))
+
+    def _fake_selected_rows(self):
+        """QItemSelectionModel::selectedRows(): the rows whose every cell is selected."""
+        return {r for r in range(len(self._s.cells))
+                if self._s.columns and all((r, c) in self._s.selected for c in range(self._s.columns))}
+
+    # -- rows and columns --------------------------------------------------------------------------------
     def setRowCount(self, rows):
         rows = convert("int", rows, "QTableWidget", "rowCount")
-        cells = self._s.cells
-        for row in cells[rows:]:
-            for item in row:
-                if item is not None:
-                    item._table = None
-        del cells[rows:]
-        while len(cells) < rows:
-            cells.append([None] * self._s.columns)
-        self._fake_fix_selection()
+        if rows < len(self._s.cells):
+            self._fake_remove(0, rows, len(self._s.cells) - rows)
+        while len(self._s.cells) < rows:
+            self._s.cells.append([None] * self._s.columns)
 
     def setColumnCount(self, columns):
         columns = convert("int", columns, "QTableWidget", "columnCount")
-        self._s.columns = columns
+        if columns < self._s.columns:
+            self._fake_remove(1, columns, self._s.columns - columns)
         for row in self._s.cells:
-            del row[columns:]
             row.extend([None] * (columns - len(row)))
-        del self._s.headers[columns:]
-        self._fake_fix_selection()
-
-    def _fake_fix_selection(self):
-        selected = {r for r in self._s.selected_rows if r < len(self._s.cells)}
-        if selected != self._s.selected_rows:
-            self._s.selected_rows = selected
-            self._fake_emit("itemSelectionChanged()")
-        row, column = self._s.current
-        if row >= len(self._s.cells) or column >= self._s.columns:
-            self._set_current(-1, -1)
-
-    def _set_current(self, row, column):
-        previous = self._s.current
-        if previous != (row, column):
-            self._s.current = (row, column)
-            self._fake_emit("currentCellChanged(int,int,int,int)", row, column, *previous)
+        self._s.columns = columns
 
     def insertRow(self, row):
         if 0 <= row <= len(self._s.cells):
             self._s.cells.insert(row, [None] * self._s.columns)
-            self._s.selected_rows = {r + (r >= row) for r in self._s.selected_rows}
+            self._fake_shift(0, row, 1)
 
     def removeRow(self, row):
         if 0 <= row < len(self._s.cells):
-            del self._s.cells[row]
-            self._s.selected_rows = {r - (r > row) for r in self._s.selected_rows if r != row}
-            self._fake_fix_selection()
+            self._fake_remove(0, row, 1)
 
+    def _fake_shift(self, axis, first, by):
+        """Rows (axis 0) or columns (1) from `first` on move by `by`: persistent indexes follow, no signal."""
+        def moved(cell):
+            cell = list(cell)
+            if cell[axis] >= first:
+                cell[axis] += by
+            return tuple(cell)
+        if self._s.current != (-1, -1):
+            self._s.current = moved(self._s.current)
+        self._s.selected = {moved(c) for c in self._s.selected}
+
+    def _fake_remove(self, axis, start, count):
+        end, size = start + count - 1, (len(self._s.cells), self._s.columns)[axis]
+        current = self._s.current
+        if current != (-1, -1) and start <= current[axis] <= end:
+            announced = start - 1 if start > 0 else end + 1 if end < size - 1 else -1
+            new = list(current)
+            new[axis] = announced
+            new = tuple(new) if announced >= 0 else (-1, -1)
+            self._s.current = (new if start > 0 or announced < 0 else
+                               tuple(start if i == axis else v for i, v in enumerate(current)))
+            self._fake_emit("currentCellChanged(int,int,int,int)", *new, *current)
+        gone = {c for c in self._s.selected if start <= c[axis] <= end}
+        self._s.selected -= gone
+        for row in (self._s.cells[start:end + 1] if axis == 0 else [r[start:end + 1] for r in self._s.cells]):
+            for item in row:
+                if item is not None:
+                    item._table = None
+        if axis == 0:
+            del self._s.cells[start:end + 1]
+        else:
+            for row in self._s.cells:
+                del row[start:end + 1]
+            del self._s.headers[start:end + 1]
+        if self._s.current != (-1, -1) and self._s.current[axis] > end:
+            self._s.current = tuple(v - count if i == axis else v for i, v in enumerate(self._s.current))
+        self._s.selected = {tuple(v - count if i == axis and v > end else v for i, v in enumerate(c))
+                            for c in self._s.selected}
+        if gone:
+            self._fake_emit("itemSelectionChanged()")
+
+    # -- items ---------------------------------------------------------------------------------------------
     def setItem(self, row, column, item):
         if not isinstance(item, QTableWidgetItem):
             raise TypeError(f"QTableWidget.setItem: {item!r} is not a QTableWidgetItem")
@@ -763,14 +834,24 @@ class QTableWidget(QTableView):
             return QTableWidgetItem(self._s.headers[column])
         return None
 
+    # -- current cell and selection --------------------------------------------------------------------------
+    def _set_current(self, row, column):
+        previous = self._s.current
+        if previous != (row, column):
+            self._s.current = (row, column)
+            self._fake_emit("currentCellChanged(int,int,int,int)", row, column, *previous)
+
+    def _fake_select(self, cells):
+        if cells != self._s.selected:
+            self._s.selected = cells
+            self._fake_emit("itemSelectionChanged()")
+
     @slot("selectRow(int)")
     def selectRow(self, row):
         if not 0 <= row < len(self._s.cells):
             return
-        self._set_current(row, max(self._s.current[1], 0))
-        if self._s.selected_rows != {row}:
-            self._s.selected_rows = {row}
-            self._fake_emit("itemSelectionChanged()")
+        self._set_current(row, 0)   # the column at the left edge of the header
+        self._fake_select({(row, c) for c in range(self._s.columns)})
 
     def currentRow(self):
         return self._s.current[0]
@@ -779,11 +860,26 @@ class QTableWidget(QTableView):
         return self._s.current[1]
 
     def setCurrentCell(self, row, column):
-        if 0 <= row < len(self._s.cells) and 0 <= column < self._s.columns:
-            self._set_current(row, column)
+        if not (0 <= row < len(self._s.cells) and 0 <= column < self._s.columns):
+            self._fake_reset_selection()   # no such cell: an invalid index clears selection and current cell
+            return
+        self._fake_select({(row, c) for c in range(self._s.columns)} if self._fake_selects_rows() else
+                          {(row, column)})
+        self._set_current(row, column)
+
+    def _fake_press_cell(self, row, column):
+        """QAbstractItemView::mousePressEvent: the cell becomes current (NoUpdate), then the selection follows."""
+        self._set_current(row, column)
+        self._fake_select({(row, c) for c in range(self._s.columns)} if self._fake_selects_rows() else
+                          {(row, column)})
+
+    def _fake_reset_selection(self):
+        self._fake_select(set())
+        self._set_current(-1, -1)
 
     @slot("clearContents()")
     def clearContents(self):
+        self._fake_reset_selection()
         for row in self._s.cells:
             for c, item in enumerate(row):
                 if item is not None:
@@ -798,8 +894,13 @@ class QTableWidget(QTableView):
 
 # -- CTK ---------------------------------------------------------------------------------------------------------------------
 class ctkSliderWidget(QWidget):
-    """CTK ctkSliderWidget: a ctkDoubleSlider + ctkDoubleSpinBox; the value is clamped to [minimum, maximum]
-    and rounded to `decimals` by the spin box; valueChanged(double) only when the value changes."""
+    """CTK ctkSliderWidget: a ctkDoubleSlider + ctkDoubleSpinBox.  value() is the slider's value, which is
+    clamped to [minimum, maximum] but never rounded to `decimals` (only the spin box's display is), nor are
+    minimum and maximum (ctkDoubleSpinBox keeps its InputRange).  valueChanged(double) only when the value
+    changes; setDecimals re-emits valueChanged(value) and decimalsChanged(decimals) every time, twice when
+    the number changes (the spin box's decimalsChanged calls setDecimals again).  Sources: ctkSliderWidget.cpp
+    (ctor connections, value, setValue, setSpinBoxValue, setDecimals), ctkDoubleSpinBox.cpp (setValueAlways,
+    setRange, setDecimals, d->setValue), ctkDoubleSlider.cpp (setValue)."""
 
     PROPERTIES = {"decimals": Prop("int", 2, setter="setDecimals"),
                   "singleStep": Prop("double", 1.0), "pageStep": Prop("double", 10.0),
@@ -816,7 +917,7 @@ class ctkSliderWidget(QWidget):
 
     def _fake_apply(self, value):
         p = self._s.props
-        value = round(min(max(float(value), p["minimum"]), p["maximum"]), p["decimals"])
+        value = min(max(float(value), p["minimum"]), p["maximum"])
         if value != p["value"]:
             p["value"] = value
             self._fake_emit("valueChanged(double)", value)
@@ -828,15 +929,15 @@ class ctkSliderWidget(QWidget):
     @slot("setMinimum(double)")
     def setMinimum(self, minimum):
         p = self._s.props
-        p["minimum"] = round(minimum, p["decimals"])
-        p["maximum"] = max(p["maximum"], p["minimum"])
+        p["minimum"] = minimum
+        p["maximum"] = max(p["maximum"], minimum)
         self._fake_apply(p["value"])
 
     @slot("setMaximum(double)")
     def setMaximum(self, maximum):
         p = self._s.props
-        p["maximum"] = round(maximum, p["decimals"])
-        p["minimum"] = min(p["minimum"], p["maximum"])
+        p["maximum"] = maximum
+        p["minimum"] = min(p["minimum"], maximum)
         self._fake_apply(p["value"])
 
     def setRange(self, minimum, maximum):
@@ -845,10 +946,15 @@ class ctkSliderWidget(QWidget):
 
     @slot("setDecimals(int)")
     def setDecimals(self, decimals):
+        decimals = convert("int", decimals, "ctkSliderWidget", "decimals")
         if decimals != self._s.props["decimals"]:
             self._s.props["decimals"] = decimals
-            self._fake_emit("decimalsChanged(int)", decimals)
-            self._fake_apply(self._s.props["value"])
+            self._fake_emit_decimals_set()   # from the spin box's decimalsChanged -> setDecimals
+        self._fake_emit_decimals_set()
+
+    def _fake_emit_decimals_set(self):
+        self._fake_emit("valueChanged(double)", self._s.props["value"])
+        self._fake_emit("decimalsChanged(int)", self._s.props["decimals"])
 
     def setSingleStep(self, step):
         self.singleStep = step
@@ -903,40 +1009,66 @@ class ctkDirectoryButton(QWidget):
 
 
 class ctkPathLineEdit(QWidget):
-    """CTK ctkPathLineEdit: `currentPath` is its line edit's text; the line edit's textChanged calls
-    updateHasValidInput, which emits currentPathChanged(QString) when the input is valid (always, without
-    nameFilters: the fake offers none) and validInputChanged(bool) when validity changes; setCurrentPath
-    sets the text, so an unchanged path emits nothing (ctkPathLineEdit.cpp init, setCurrentPath,
-    updateHasValidInput).  The browse dialog is not faked."""
+    """CTK ctkPathLineEdit: `currentPath` is its inner line edit's text.  That line edit has a
+    QRegularExpressionValidator made from nameFilters; without nameFilters the pattern is `.+`, so an empty
+    path is not acceptable (Intermediate).  Each textChanged of the line edit (setCurrentPath, the user's
+    typing; the same text again changes nothing) runs updateHasValidInput: currentPathChanged(path) when the
+    input is acceptable, validInputChanged(bool) when the validity changes (it starts false).  So clearing
+    the field emits validInputChanged(false) and never currentPathChanged("").  blockSignals on the
+    ctkPathLineEdit does not block its line edit: the validity is still tracked.  Sources (CTK at Slicer
+    5.10's dd4caeae and 5.12's 5056664a): ctkPathLineEdit.cpp ctkPathLineEditPrivate ctor (HasValidInput
+    false), createPathLineEditWidget (validator, textChanged connections), updateFilter, setCurrentPath,
+    updateHasValidInput; ctkUtils.cpp nameFiltersToRegExpPattern (".+").  Not faked: nameFilters (setting
+    some raises), browse() (a file dialog), history, completer."""
 
     PROPERTIES = {"currentPath": Prop("QString", "", getter="_currentPath", setter="setCurrentPath"),
                   "label": Prop("QString", ""), "filters": Prop("QVariant", None), "options": Prop("QVariant", None),
                   "settingKey": Prop("QString", ""), "showBrowseButton": Prop("bool", True),
                   "showHistoryButton": Prop("bool", True), "sizeAdjustPolicy": Prop("QVariant", None),
-                  "minimumContentsLength": Prop("int", 0), "nameFilters": Prop("QStringList", [])}
+                  "minimumContentsLength": Prop("int", 0),
+                  "nameFilters": Prop("QStringList", [], setter="setNameFilters")}
     SIGNALS = ("currentPathChanged(QString)", "validInputChanged(bool)")
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._s.text = ""
+        self._s.has_valid_input = False
 
     def _currentPath(self):
         return self._s.text
 
     @slot("setCurrentPath(QString)")
     def setCurrentPath(self, path):
-        path = convert("QString", path, "ctkPathLineEdit", "currentPath")
-        if path != self._s.text:
-            self._s.text = path
-            self._fake_emit("currentPathChanged(QString)", path)
+        self._fake_line_edit_set_text(convert("QString", path, "ctkPathLineEdit", "currentPath"))
 
-    def _fake_type(self, text):
-        """The user's keystrokes in the inner line edit: one textChanged (so currentPathChanged) each."""
+    def setNameFilters(self, filters):
+        if convert("QStringList", filters, "ctkPathLineEdit", "nameFilters"):
+            raise NotImplementedError("the fake ctkPathLineEdit validates only without nameFilters (pattern '.+'); "
+                                      "model ctk::nameFiltersToRegularExpression before using them")
+        self._s.props["nameFilters"] = []
+
+    def _fake_line_edit_set_text(self, text):
+        """The inner QLineEdit's text changes (programmatically or by the user's keystrokes)."""
+        if text == self._s.text:
+            return   # QLineEdit: no textChanged for the same text
         self._s.text = text
-        self._fake_emit("currentPathChanged(QString)", text)
+        self._fake_update_has_valid_input()
+
+    def _fake_update_has_valid_input(self):
+        was_valid = self._s.has_valid_input
+        self._s.has_valid_input = bool(self._s.text)   # `.+`: acceptable iff not empty
+        if self._s.has_valid_input:
+            self._fake_emit("currentPathChanged(QString)", self._s.text)
+        if self._s.has_valid_input != was_valid:
+            self._fake_emit("validInputChanged(bool)", self._s.has_valid_input)
 
 
 # -- MRML widgets ---------------------------------------------------------------------------------------------------------------
+def _slicer_version():
+    """The Slicer version the test session plays ("5.10" or "5.12")."""
+    return runtime.current.version if runtime.current is not None else None
+
+
 def _check_scene(value, owner):
     if value is not None and not isinstance(value, slicer.vtkMRMLScene):
         raise TypeError(f"{owner}.setMRMLScene: {value!r} is not a vtkMRMLScene")
@@ -1025,6 +1157,12 @@ class qMRMLNodeComboBox(QWidget):
                "nodeAddedByUserAction(vtkMRMLNode*)", "nodeAboutToBeRemoved(vtkMRMLNode*)",
                "currentNodeRenamed(QString)", "nodeAboutToBeEdited(vtkMRMLNode*)")
 
+    def _fake_signals(self):
+        """nodeAddedByUserAction is new in 5.12 (qMRMLNodeComboBox.h diff v5.10.0..v5.12.0)."""
+        if _slicer_version() == "5.10":
+            return tuple(s for s in super()._fake_signals() if s != "nodeAddedByUserAction(vtkMRMLNode*)")
+        return super()._fake_signals()
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self._s.scene = None
@@ -1104,7 +1242,12 @@ class qMRMLNodeComboBox(QWidget):
     def _on_current_modified(self, caller, event):
         name = caller.GetName()
         if caller is self._s.current and name != self._s.current_name:
-            self._s.current_name = name   # the item text changed: QComboBox currentTextChanged
+            self._s.current_name = name
+            # The item text changed: the inner QComboBox emits currentTextChanged (its _q_dataChanged), not
+            # currentIndexChanged.  5.12 connects currentTextChanged to emitCurrentNodeChanged, 5.10 connected
+            # currentIndexChanged(QString) (qMRMLNodeComboBox.cxx setComboBox).
+            if _slicer_version() == "5.10":
+                return
             self._fake_emit("currentNodeChanged(vtkMRMLNode*)", caller)
             self._fake_emit("currentNodeChanged(bool)", True)
             self._fake_emit("currentNodeIDChanged(QString)", caller.GetID())

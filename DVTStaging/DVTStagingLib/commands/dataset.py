@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..core.errors import UserError
 from . import options
 
 NAME = "dataset"
@@ -45,9 +46,14 @@ def _split(args) -> int:
 
 
 def _export(args) -> int:
-    from ..research.export import export_cases, read_study_folder
+    from ..research.export import export_cases, read_study_folder, read_worklist_studies
 
-    studies = [read_study_folder(folder, args.image_name) for folder in args.studies]
+    if bool(args.studies) == bool(args.worklist):
+        raise UserError("give study folders or --worklist FOLDER, one of them")
+    if args.worklist:
+        studies = read_worklist_studies(args.worklist, all_studies=args.all)
+    else:
+        studies = [read_study_folder(folder, args.image_name) for folder in args.studies]
     dataset = export_cases(studies, args.out, keep_identifiers=args.keep_identifiers, overwrite=args.overwrite)
     print(f"{args.out}: exported {len(studies)} studies ({len(dataset.cases)} cases in dataset.json)")
     return 0
@@ -96,8 +102,13 @@ def add_arguments(p, parser_class):
                     "reviewed, notes: what the Slicer worklist writes), result.json (the model's prediction) and "
                     "thrombus.seg.nrrd (a segment named 'thrombus'). Case ids are stable pseudonyms; no patient "
                     "name, ID or birth date is written unless --keep-identifiers. Cases are written atomically; "
-                    "manifest.json records the sha256 of every file.")
-    v.add_argument("studies", type=Path, nargs="+", metavar="STUDY_DIR")
+                    "manifest.json records the sha256 of every file. With --worklist FOLDER: the studies of a "
+                    "Slicer worklist folder, with what the worklist saved for them (ROIs, labels, thrombus "
+                    "segmentation, last result).")
+    v.add_argument("studies", type=Path, nargs="*", metavar="STUDY_DIR")
+    v.add_argument("--worklist", type=Path, default=None, metavar="FOLDER",
+                   help="export the labeled studies of a Slicer worklist folder instead of study folders")
+    v.add_argument("--all", action="store_true", help="with --worklist: every study with ROIs, labeled or not")
     v.add_argument("--out", type=Path, required=True, help="dataset folder (created, or extended)")
     v.add_argument("--image-name", default=None,
                    help="image file or DICOM folder name inside each STUDY_DIR "

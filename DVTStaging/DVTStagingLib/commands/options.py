@@ -27,6 +27,14 @@ def add_model(p, what: str = "staging model"):
     p.add_argument("--model", default=None, help=f"{what}: catalogue id or model card JSON (default: bundled)")
 
 
+def add_detector(p, what: str = "thrombus detector", model_alias: bool = False):
+    """--detector ID/CARD (`detect` also keeps its older name --model, which names the same option)."""
+    names = ("--detector", "--model") if model_alias else ("--detector",)
+    p.add_argument(*names, dest="detector", default=None, metavar="ID/CARD",
+                   help=f"{what}: catalogue id or model card JSON (default: bundled)"
+                        + ("; --model is its older name" if model_alias else ""))
+
+
 def add_output(p, default_out=None, required: bool = False, help_text: str | None = None):
     """--out (a folder) and --overwrite; without a default --out is required."""
     if default_out is None:

@@ -16,6 +16,9 @@ def add_arguments(p):
     p.add_argument("--normal-fraction", type=float, default=0.0, help="share of studies without thrombus")
     p.add_argument("--preview", action="store_true", help="also write preview.png, one study per stage")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--style", default=None,
+                   help="drawing style (default: analytic, the training style; a held-out style is an external "
+                        "site for scoring only, see docs/phantom.md)")
 
 
 def run(args) -> int:
@@ -23,8 +26,11 @@ def run(args) -> int:
     from ..phantom.preview import measure_case, ratio_statistics, write_preview
     from ..phantom.writer import write_phantom_dataset
 
+    from ..phantom.styles import TRAINING_STYLE
+
     dataset = write_phantom_dataset(args.out, args.cases, args.seed, workers=args.workers,
-                                    overwrite=args.overwrite, normal_fraction=args.normal_fraction)
+                                    overwrite=args.overwrite, normal_fraction=args.normal_fraction,
+                                    style=args.style or TRAINING_STYLE)
     status(f"phantom: wrote {len(dataset.cases)} studies to {args.out}")
     if args.preview:
         measurements = [m for case in dataset.cases for m in measure_case(dataset, case)]

@@ -15,6 +15,7 @@ def add_arguments(p):
     p.add_argument("--token-file", type=Path, default=None, help="file holding the token clients must send")
     options.add_device(p)
     options.add_model(p, "default staging model")
+    options.add_detector(p, "default thrombus detector")
     p.add_argument("--port-file", type=Path, default=None, help="write the port here once the server is ready")
     p.add_argument("--parent-pid", type=int, default=None, help="stop when this process has gone")
     p.add_argument("--max-upload-mb", type=int, default=1024, help="largest upload accepted (default 1024 MB)")
@@ -32,4 +33,4 @@ def run(args) -> int:
     return serve(args.host, args.port, token_file=args.token_file, device=args.device, model=args.model,
                  port_file=args.port_file, parent_pid=args.parent_pid, max_upload_mb=args.max_upload_mb,
                  jobs=args.jobs, max_jobs=args.max_jobs, keep_s=args.keep_s, work_dir=args.work_dir,
-                 log_level=args.log_level)
+                 log_level=args.log_level, detector=args.detector)

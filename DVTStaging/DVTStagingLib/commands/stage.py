@@ -13,6 +13,7 @@ def add_arguments(p):
     p.add_argument("--roi", type=Path, help="Slicer markups JSON with the thrombus ROI(s)")
     p.add_argument("--auto-roi", action="store_true", help="detect thrombus ROIs automatically")
     options.add_model(p)
+    options.add_detector(p, "thrombus detector (auto ROIs and the content check)")
     options.add_device(p)
     options.add_output(p, "dvt-stage")
     options.add_server(p)
@@ -27,5 +28,5 @@ def run(args) -> int:
     from ..staging.pipeline import stage_study
 
     stage_study(args.input, args.out, roi_path=args.roi, auto_roi=args.auto_roi, model=args.model,
-                device=args.device, overwrite=args.overwrite)
+                device=args.device, overwrite=args.overwrite, detector=args.detector)
     return 0

@@ -20,7 +20,8 @@ from ..io.roi import write_rois
 from ..io.segmentation import write_segmentation
 from ..io.volume import write_volume
 from .cues import STAGE_PRIOR
-from .study import PhantomStudy, make_study
+from .study import PhantomStudy
+from .styles import TRAINING_STYLE, make_study, style_names
 
 BILATERAL_FRACTION = 0.2     # studies with a thrombus in each leg
 SAME_STAGE_BILATERAL = 0.7   # of those, both thrombi of the same age
@@ -66,19 +67,20 @@ def write_study(study: PhantomStudy, folder: Path) -> dict:
     return {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd", "rois": roi_files, "truth": "truth.json"}
 
 
-def _make_case(root: str, case_id: str, plan: dict) -> dict:
-    study = make_study(plan["seed"], plan["stages"])
-    rel = Path("cases") / case_id
+def _make_case(root: str, the_id: str, plan: dict, style: str = TRAINING_STYLE) -> dict:
+    study = make_study(plan["seed"], plan["stages"], style)
+    study.truth["style"] = style
+    rel = Path("cases") / the_id
     files = write_study(study, Path(root) / rel)
     case = Case(
-        id=case_id,
+        id=the_id,
         image=str(rel / files["image"]),
         segmentation=str(rel / files["segmentation"]),
         rois=[str(rel / f) for f in files["rois"]],
         labels=[{"roi": t["roi"], "stage": t["stage"], "side": t["side"]} for t in study.truth["thrombi"]],
         split=plan["split"],
         status="labeled",
-        extra={"patient": case_id, "annotator": "phantom", "truth": str(rel / files["truth"])},
+        extra={"patient": the_id, "annotator": "phantom", "truth": str(rel / files["truth"])},
     )
     return case.to_json()
 
@@ -94,28 +96,36 @@ def _prepare_output(out: Path, overwrite: bool):
     out.mkdir(parents=True, exist_ok=True)
 
 
+def case_id(seed: int, index: int, style: str = TRAINING_STYLE) -> str:
+    """Stable id of a phantom case; other styles carry their name so datasets never mix them up."""
+    return f"phantom-{seed}-{index:04d}" if style == TRAINING_STYLE else f"phantom-{style}-{seed}-{index:04d}"
+
+
 def write_phantom_dataset(out, n_cases: int, seed: int, workers: int | None = None, overwrite: bool = False,
-                          normal_fraction: float = 0.0, show_progress: bool = True) -> Dataset:
+                          normal_fraction: float = 0.0, show_progress: bool = True,
+                          style: str = TRAINING_STYLE) -> Dataset:
     if n_cases < 1:
         raise UserError("--cases must be at least 1")
     if not 0.0 <= normal_fraction < 1.0:
         raise UserError("--normal-fraction must be in [0, 1)")
+    if style not in style_names():
+        raise UserError(f"unknown phantom style {style!r}; choose one of {', '.join(style_names())}")
     out = Path(out)
     _prepare_output(out, overwrite)
     plans = plan_cases(n_cases, seed, normal_fraction)
-    ids = [f"phantom-{seed}-{p['index']:04d}" for p in plans]
+    ids = [case_id(seed, p["index"], style) for p in plans]
     workers = max(1, min(workers or os.cpu_count() or 1, n_cases))
     progress = Progress("phantom", n_cases, enabled=show_progress)
     cases: list[dict | None] = [None] * n_cases
     if workers == 1:
-        for n, (case_id, plan) in enumerate(zip(ids, plans)):
-            cases[n] = _make_case(str(out), case_id, plan)
+        for n, (one_id, plan) in enumerate(zip(ids, plans)):
+            cases[n] = _make_case(str(out), one_id, plan, style)
             progress.update()
     else:
         # fork: workers inherit the imported modules; each case draws from its own seed,
         # so the result does not depend on the number of workers.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_make_case, str(out), case_id, plan) for case_id, plan in zip(ids, plans)]
+            futures = [pool.submit(_make_case, str(out), one_id, plan, style) for one_id, plan in zip(ids, plans)]
             for n, future in enumerate(futures):
                 cases[n] = future.result()
                 progress.update()
@@ -126,7 +136,7 @@ def write_phantom_dataset(out, n_cases: int, seed: int, workers: int | None = No
             "description": "Synthetic black-blood thrombus imaging studies of both thighs with labeled DVT "
                            "stage per thrombus ROI. Not patient data; not for clinical use.",
             "deidentified": True,
-            "source": {"generator": "dvt-staging phantom", "version": __version__, "seed": seed,
+            "source": {"generator": "dvt-staging phantom", "version": __version__, "style": style, "seed": seed,
                        "cases": n_cases, "normal_fraction": normal_fraction},
         },
     )

@@ -146,6 +146,13 @@ def _write_case_files(study: ExportStudy, folder: Path) -> dict:
         mask = np.asarray(study.thrombus_mask).astype(bool)
         if mask.shape != volume.array.shape:
             raise UserError(f"thrombus mask shape {mask.shape} differs from the image {volume.array.shape}")
+        covered = np.zeros_like(mask)
+        for roi in study.rois:
+            covered |= roi.voxel_mask(volume)
+        outside = int(np.count_nonzero(mask & ~covered))
+        if outside:     # the format keeps every thrombus voxel inside a ROI (docs/dataset-format.md)
+            raise UserError(f"{outside} voxels of the thrombus segmentation lie outside every ROI of the study; "
+                            "place a ROI around them or erase them, then export again")
         write_segmentation(folder / SEG_NAME, mask.astype(np.uint8) * THROMBUS, clean, segments=THROMBUS_SEGMENT)
         files["segmentation"] = SEG_NAME
     return files
@@ -282,8 +289,9 @@ def _find_image(folder: Path, image_name: str | None) -> Path:
     raise InputFileError(f"{folder} has no image.nrrd, image.nii.gz or dicom folder (use --image-name)")
 
 
-def read_study_folder(folder, image_name: str | None = None) -> ExportStudy:
-    """A study folder: image, *.mrk.json ROIs, optional annotation.json, result.json, thrombus.seg.nrrd."""
+def read_study_folder(folder, image_name: str | None = None, image_path=None) -> ExportStudy:
+    """A study folder: image, *.mrk.json ROIs, optional annotation.json, result.json, thrombus.seg.nrrd.
+    `image_path`: the image lives elsewhere (a worklist's case folder holds everything but the image)."""
     from ..io.roi import read_rois
     from ..io.segmentation import read_segmentation
     from ..io.volume import read_volume
@@ -292,7 +300,7 @@ def read_study_folder(folder, image_name: str | None = None) -> ExportStudy:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"no such study folder: {folder}")
-    image = _find_image(folder, image_name)
+    image = Path(image_path) if image_path is not None else _find_image(folder, image_name)
     volume = read_volume(image)
     rois = [r for path in sorted(folder.glob("*.mrk.json")) for r in read_rois(path)]
     if not rois:
@@ -304,9 +312,9 @@ def read_study_folder(folder, image_name: str | None = None) -> ExportStudy:
     mask = None
     if (folder / SEG_NAME).is_file():
         seg = read_segmentation(folder / SEG_NAME)
-        if not seg.same_grid(volume):
+        if seg.labelmap.any() and not seg.same_grid(volume):
             raise InputFileError(f"{folder / SEG_NAME} is not on the image grid")
-        mask = seg.find_mask("thrombus")
+        mask = seg.find_mask("thrombus") if seg.labelmap.any() else None   # Slicer writes an empty one as 1 voxel
     stages = annotation.true_stages if annotation else {}
     labels = [{"roi": r.name, "stage": stages.get(r.name) or None} for r in rois]
     study_state = None
@@ -317,6 +325,23 @@ def read_study_folder(folder, image_name: str | None = None) -> ExportStudy:
                        annotator=annotation.annotator if annotation else "",
                        thrombus_mask=mask, prediction=prediction, notes=annotation.notes if annotation else "",
                        source_id=source_id_of(volume, str(image.resolve())))
+
+
+def read_worklist_studies(folder, all_studies: bool = False) -> list[ExportStudy]:
+    """The studies of a worklist folder (what the Slicer worklist saved beside them: ROIs, labels, thrombus
+    segmentation, last result) as export studies: the labeled and reviewed ones, or every one with ROIs."""
+    from .worklist import LABELED, Worklist
+
+    worklist = Worklist.from_folder(folder)
+    studies = []
+    for entry in worklist.entries:
+        if worklist.saved_rois(entry) is None or not (all_studies or worklist.status(entry) in LABELED):
+            continue
+        studies.append(read_study_folder(worklist.case_folder(entry), image_path=entry.path))
+    if not studies:
+        raise UserError(f"{folder}: no {'study with ROIs' if all_studies else 'labeled study'} saved by the "
+                        "Slicer worklist")
+    return studies
 
 
 # ---------------------------------------------------------------------------

@@ -157,23 +157,25 @@ def create_app(service: Service) -> FastAPI:
     @app.post(p.STAGE, status_code=202)
     async def stage(image: UploadFile | None = File(None), series: UploadFile | None = File(None),
                     series_file: str | None = Form(None), rois: UploadFile | None = File(None),
-                    auto_roi: bool = Form(False), model: str | None = Form(None), device: str | None = Form(None)):
+                    auto_roi: bool = Form(False), model: str | None = Form(None), device: str | None = Form(None),
+                    detector: str | None = Form(None)):
         async def prepare(job, path, folder):
             roi_path = None
             if rois is not None:
                 roi_path = await run_in_threadpool(uploads.save_rois, rois.file, job.input_dir, 16 << 20)
             tasks.describe_paths(job, path, folder, roi_path)
-            await run_in_threadpool(tasks.prepare_stage, job, service.models, path, roi_path, auto_roi, model, device)
+            await run_in_threadpool(tasks.prepare_stage, job, service.models, path, roi_path, auto_roi, model, device,
+                                    detector)
 
         return await _submit("stage", image, series, series_file, prepare)
 
     @app.post(p.DETECT, status_code=202)
     async def detect(image: UploadFile | None = File(None), series: UploadFile | None = File(None),
                      series_file: str | None = Form(None), segmentation: bool = Form(False),
-                     device: str | None = Form(None)):
+                     device: str | None = Form(None), detector: str | None = Form(None)):
         async def prepare(job, path, folder):
             tasks.describe_paths(job, path, folder, None)
-            await run_in_threadpool(tasks.prepare_detect, job, service.models, path, device, segmentation)
+            await run_in_threadpool(tasks.prepare_detect, job, service.models, path, device, segmentation, detector)
 
         return await _submit("detect", image, series, series_file, prepare)
 

@@ -247,6 +247,12 @@ def _write_answer(out: Path, result: dict, files: dict) -> None:
     write_json_atomic(out / RESULT_FILE, result)
 
 
+def _catalogue_id(option: str, value: str) -> None:
+    if value.endswith(".json") or os.sep in value or "/" in value:
+        raise UserError(f"with --server, {option} is a catalogue id the server knows (see GET /v1/models), "
+                        "not a model card file")
+
+
 def run_remote(kind: str, args, outputs) -> int:
     """The `stage` (kind "stage") or `detect` command on the server `args.server`."""
     from contextlib import ExitStack
@@ -254,24 +260,23 @@ def run_remote(kind: str, args, outputs) -> int:
     input_path = Path(args.input)
     values = {p.INPUT: str(input_path), p.INPUT_DIR: str(input_path.parent), p.OUT: str(args.out)}
     fields = {p.DEVICE: args.device}
+    if args.detector:
+        _catalogue_id("--detector", args.detector)
+        fields[p.DETECTOR] = args.detector
     if kind == "stage":
         if args.roi is not None and args.auto_roi:
             raise UserError("give either --roi or --auto-roi, not both")
         if args.roi is None and not args.auto_roi:
             raise UserError("no thrombus ROI: give --roi FILE.mrk.json or --auto-roi")
-        if args.model and (args.model.endswith(".json") or os.sep in args.model or "/" in args.model):
-            raise UserError("with --server, --model is a catalogue id the server knows (see GET /v1/models), "
-                            "not a model card file")
         fields[p.AUTO_ROI] = "true" if args.auto_roi else "false"
         if args.model:
+            _catalogue_id("--model", args.model)
             fields[p.MODEL] = args.model
         if args.roi is not None:
             values[p.ROI] = str(args.roi)
             if not Path(args.roi).is_file():
                 raise UserError(f"no such ROI file: {args.roi}")
     else:
-        if args.model:
-            raise UserError("with --server, detect uses the server's detector: leave out --model")
         fields[p.SEGMENTATION] = "true" if args.segmentation else "false"
     out = prepare_output(Path(args.out), args.overwrite, names=outputs)
     with ExitStack() as stack, _sigterm_cancels():

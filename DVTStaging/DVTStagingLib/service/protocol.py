@@ -27,6 +27,7 @@ SERIES_FILE = "series_file"  # with SERIES: the DICOM file that names the series
 ROIS = "rois"                # stage: the ROIs (.mrk.json)
 AUTO_ROI = "auto_roi"        # stage: "true" to detect the ROIs
 MODEL = "model"              # catalogue id (default: the server's model)
+DETECTOR = "detector"        # stage, detect: the detector's catalogue id (default: the server's detector)
 DEVICE = "device"            # auto (the server's device), cpu or cuda
 SEGMENTATION = "segmentation"  # detect: "true" to also write thrombus.seg.nrrd
 

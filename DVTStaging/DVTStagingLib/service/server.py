@@ -77,7 +77,7 @@ def _watch_parent(pid: int, server, every: float = 1.0) -> None:
 
 def serve(host: str = "127.0.0.1", port: int = 8787, token_file=None, device: str = "auto", model=None,
           port_file=None, parent_pid: int | None = None, max_upload_mb: int = 1024, jobs: int | None = None,
-          max_jobs: int = 16, keep_s: float = 600.0, work_dir=None, log_level: str = "info") -> int:
+          max_jobs: int = 16, keep_s: float = 600.0, work_dir=None, log_level: str = "info", detector=None) -> int:
     token = read_token(token_file) if token_file else None
     check_bind(host, token)
     if not 1 <= max_upload_mb <= 1 << 20:
@@ -89,6 +89,8 @@ def serve(host: str = "127.0.0.1", port: int = 8787, token_file=None, device: st
     from ..models.catalog import resolve, verify_weights
 
     verify_weights(resolve(model, "staging"))       # a wrong model is refused before torch loads
+    if detector is not None:
+        verify_weights(resolve(detector, "detector"))
     sock = _listening_socket(host, port)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="serve: %(message)s")
@@ -99,7 +101,7 @@ def serve(host: str = "127.0.0.1", port: int = 8787, token_file=None, device: st
     tempfile.tempdir = str(work / "tmp")            # upload spools and any temporary file stay in the work folder
     try:
         return _run(sock, host, token, device, model, port_file, parent_pid, max_upload_mb, jobs, max_jobs,
-                    keep_s, work, log_level)
+                    keep_s, work, log_level, detector)
     finally:
         sock.close()
         if own_work:
@@ -110,7 +112,7 @@ def serve(host: str = "127.0.0.1", port: int = 8787, token_file=None, device: st
 
 
 def _run(sock, host, token, device, model, port_file, parent_pid, max_upload_mb, jobs, max_jobs, keep_s, work,
-         log_level) -> int:
+         log_level, detector=None) -> int:
     import uvicorn
 
     from ..models.devices import resolve_device
@@ -124,7 +126,7 @@ def _run(sock, host, token, device, model, port_file, parent_pid, max_upload_mb,
     workers = jobs or (4 if torch_device.type == "cuda" else 1)
     executor = ModelExecutor() if workers > 1 else None   # one thread runs the networks, batching across jobs
     started = time.perf_counter()
-    models = ModelCache(model, device, executor)
+    models = ModelCache(model, device, executor, detector=detector)
     store = JobStore(work / "jobs", lambda job: tasks.run(job, models), workers=workers, max_jobs=max_jobs,
                      keep_s=keep_s, setup=lambda: tasks.warm_up(models))
     try:
@@ -143,8 +145,9 @@ def _run(sock, host, token, device, model, port_file, parent_pid, max_upload_mb,
         _watch_parent(parent_pid, server)
     if port_file:
         write_text_atomic(Path(port_file), f"{bound_port}\n")
-    status(f"serve: {url} ready in {time.perf_counter() - started:.1f} s: model {models.default.id} on "
-           f"{torch_device}, {workers} job thread(s){', batching across jobs' if executor else ''}, "
+    detector_text = f", detector {models.default_detector.id}" if models.has_detector() else ""
+    status(f"serve: {url} ready in {time.perf_counter() - started:.1f} s: model {models.default.id}{detector_text} "
+           f"on {torch_device}, {workers} job thread(s){', batching across jobs' if executor else ''}, "
            f"{'token required' if token else 'no token (loopback only)'}")
     # uvicorn handles SIGINT/SIGTERM while it serves, then raises the signal again for the handler it found:
     # this one, which lets the clean-up below run instead of dying on the spot.

@@ -33,22 +33,24 @@ def describe_paths(job: Job, image: Path, series_dir: Path | None, roi: Path | N
 
 
 def prepare_stage(job: Job, models: ModelCache, image: Path, roi: Path | None, auto_roi: bool,
-                  model: str | None, device: str | None) -> None:
-    """The `stage` command's checks, in its order (inputs, then the model); UserError for a bad request."""
+                  model: str | None, device: str | None, detector: str | None = None) -> None:
+    """The `stage` command's checks, in its order (inputs, then the models); UserError for a bad request."""
     with redirected(job.line):    # a warning (an ROI partly outside the volume) goes to the job's events
         volume, rois = load_stage_inputs(image, roi, auto_roi)
     job.params = {"input": image, "volume": volume, "rois": rois, "entry": models.entry(model),
-                  "device": models.device(device)}
+                  "detector": models.detector_entry(detector), "device": models.device(device)}
 
 
-def prepare_detect(job: Job, models: ModelCache, image: Path, device: str | None, segmentation: bool) -> None:
+def prepare_detect(job: Job, models: ModelCache, image: Path, device: str | None, segmentation: bool,
+                   detector: str | None = None) -> None:
     volume = read_volume(image)
     check_image_content(volume, str(image))
-    if not models.has_detector():
+    entry = models.detector_entry(detector)
+    if entry is None:
         from ..models.catalog import resolve, verify_weights
 
         verify_weights(resolve(None, "detector"))    # raises the CLI's message
-    job.params = {"input": image, "device": models.device(device), "segmentation": segmentation}
+    job.params = {"input": image, "detector": entry, "device": models.device(device), "segmentation": segmentation}
 
 
 def warm_up(models: ModelCache) -> None:
@@ -73,7 +75,8 @@ def run(job: Job, models: ModelCache) -> None:
         from ..staging.pipeline import stage_study
 
         stager = models.stager(p["entry"], p["device"])
-        detector = models.detector(p["device"]) if models.has_detector() else None   # ROIs, content check
+        detector = models.detector(p["detector"], p["device"]) if p["detector"] else None   # ROIs, content check
+
         def on_answer(result: dict) -> None:     # streamed before the overlays are made, with the ROIs it names
             rois = job.out_dir / ROIS_FILE
             files = {ROIS_FILE: rois.read_text(encoding="utf-8")} if rois.is_file() else {}
@@ -88,7 +91,7 @@ def run(job: Job, models: ModelCache) -> None:
         from ..detection.commands import detect_study
 
         detect_study(p["input"], job.out_dir, device=p["device"], segmentation=p["segmentation"],
-                     detector=models.detector(p["device"]))
+                     detector=models.detector(p["detector"], p["device"]))
         names = list(DETECT_OUTPUTS)
     job.params = {}     # the volume is no longer needed
     answer(job, names)

@@ -31,7 +31,7 @@ ALL = "*"
 # What each entry point imports beyond Slicer's bundle (package names of requirements.txt; ALL: every line).
 FEATURE_PACKAGES = {
     "sample": ("slicerio",),                 # the phantom study writes a .seg.nrrd
-    "worklist": (),
+    "worklist": (),                          # thrombus segmentations are read and written by Slicer itself
     "export": ("slicerio", "jsonschema"),    # segmentations and the validated dataset.json
     "stage": ALL,                            # the CLI child: model, report, result schema
 }

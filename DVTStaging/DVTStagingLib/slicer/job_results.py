@@ -1,13 +1,15 @@
-"""A background job's outputs as scene nodes: the ROIs a detection found; a staging run's answer as soon as its
-result.json is there (table, chart, per-ROI results), then, when the run ends, its overlays beside them."""
+"""A background job's outputs as scene nodes: the ROIs (and thrombus segmentation) a detection found; a staging
+run's answer as soon as its result.json is there (table, chart, per-ROI results), then, when the run ends, its
+overlays beside them."""
 
 from __future__ import annotations
 
 import logging
 
 from ..io.roi import read_rois
+from ..research.worklist import SEGMENTATION_FILE
 from ..staging.outputs import ROIS_FILE, read_stage_result
-from . import result_nodes, study_nodes
+from . import result_nodes, segmentation_nodes, study_nodes
 
 
 def load_results(output_folder, volume_node, roi_nodes=None) -> result_nodes.StagingResultNodes:
@@ -41,11 +43,14 @@ def hand_over_answer(job, scene) -> None:
 
 
 def finished_nodes(job, volume_node):
-    """What a job that ended well made: ROI nodes (detect) or the staging result's nodes (raises when its
-    folder cannot be read)."""
+    """What a job that ended well made: ROI nodes (detect; the detected thrombus becomes the study's thrombus
+    segmentation unless it has one) or the staging result's nodes (raises when its folder cannot be read)."""
     scene = volume_node.GetScene()
     if job.kind == "detect":
-        return study_nodes.add_rois(volume_node, read_rois(job.out_folder / ROIS_FILE))
+        nodes = study_nodes.add_rois(volume_node, read_rois(job.out_folder / ROIS_FILE))
+        if (job.out_folder / SEGMENTATION_FILE).is_file():
+            segmentation_nodes.load_thrombus_segmentation(volume_node, job.out_folder / SEGMENTATION_FILE)
+        return nodes
     if job.answer_nodes is not None:      # the answer is shown: its overlays join it
         return result_nodes.add_overlays(job.answer_nodes, read_stage_result(job.out_folder))
     return load_results(job.out_folder, volume_node, [scene.GetNodeByID(i) for i in job.roi_node_ids] or None)

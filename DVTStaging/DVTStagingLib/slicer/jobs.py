@@ -39,10 +39,14 @@ def new_job_folder(parent: str | os.PathLike | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="dvt-staging-", dir=parent))
 
 
-def write_stage_inputs(folder: Path, volume: Volume, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
-    """The study (exact geometry) and its ROIs as the CLI reads them."""
+def write_stage_inputs(folder: Path, volume: Volume | Path, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
+    """The study (exact geometry) and its ROIs as the CLI reads them; a study given as a file or DICOM folder
+    path (a worklist study not loaded in the scene) is read by the CLI where it is."""
     folder = Path(folder)
-    image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
+    if isinstance(volume, (str, os.PathLike)):
+        image = Path(volume)
+    else:
+        image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
     roi_path = write_rois(folder / INPUT_ROIS, rois) if rois else None
     return image, roi_path
 
@@ -80,7 +84,8 @@ class ServerTarget:
 
 
 def stage_command(image, out, roi=None, auto_roi: bool = False, model: str | None = None, device: str = "auto",
-                  prefix: list[str] | None = None, server: ServerTarget | None = None) -> list[str]:
+                  prefix: list[str] | None = None, server: ServerTarget | None = None,
+                  detector: str | None = None) -> list[str]:
     """`dvt-staging stage ...`; `prefix` is how to start the CLI (default `cli_prefix()`)."""
     if roi is None and not auto_roi:
         raise ValueError("stage needs ROIs: give roi or auto_roi=True")
@@ -92,13 +97,20 @@ def stage_command(image, out, roi=None, auto_roi: bool = False, model: str | Non
     argv += ["--out", str(out), "--device", device]   # a fresh folder: no --overwrite needed
     if model:
         argv += ["--model", str(model)]
+    if detector:
+        argv += ["--detector", str(detector)]
     return argv + (server.args() if server else [])
 
 
 def detect_command(image, out, device: str = "auto", prefix: list[str] | None = None,
-                   server: ServerTarget | None = None) -> list[str]:
+                   server: ServerTarget | None = None, detector: str | None = None,
+                   segmentation: bool = False) -> list[str]:
     _check_device(device)
     argv = list(prefix or cli_prefix()) + ["detect", str(image), "--out", str(out), "--device", device]
+    if detector:
+        argv += ["--detector", str(detector)]
+    if segmentation:
+        argv += ["--segmentation"]
     return argv + (server.args() if server else [])
 
 
@@ -164,10 +176,12 @@ class JobRunner:
     def _prefix(self) -> list[str]:
         return self.command_prefix or cli_prefix(slicer_python())
 
-    def start(self, kind: str, volume: Volume, rois: list[BoxROI] | None, volume_node_id: str,
+    def start(self, kind: str, volume: Volume | Path, rois: list[BoxROI] | None, volume_node_id: str,
               roi_node_ids: list[str], model: str | None = None, device: str = "auto",
-              on_progress=None, on_finished=None, on_answer=None) -> Job:
-        """Write the inputs, start `dvt-staging stage` (ROIs given, or None: detect them) or `detect`."""
+              on_progress=None, on_finished=None, on_answer=None, detector: str | None = None) -> Job:
+        """Write the inputs, start `dvt-staging stage` (ROIs given, or None: detect them) or `detect` (which
+        also writes the thrombus segmentation); `detector` names the detector (None: the default one).
+        `on_answer` (stage): called by the Logic once the answer is there, before the job ends."""
         if self.job is not None:
             raise RuntimeError("A run is in progress; cancel it first.")
         server = self.server() if self.server is not None else None   # raises ValueError for an incomplete setup
@@ -180,9 +194,10 @@ class JobRunner:
         out = folder / OUTPUT_FOLDER
         if kind == "stage":
             argv = stage_command(image, out, roi=roi_path, auto_roi=roi_path is None, model=model, device=device,
-                                 prefix=self._prefix(), server=server)
+                                 prefix=self._prefix(), server=server, detector=detector)
         else:
-            argv = detect_command(image, out, device=device, prefix=self._prefix(), server=server)
+            argv = detect_command(image, out, device=device, prefix=self._prefix(), server=server, detector=detector,
+                                  segmentation=True)
         process = BackgroundProcess(argv, env=cli_environment()).start()
         self.job = Job(kind, process, folder, volume_node_id, list(roi_node_ids), on_progress, on_finished,
                        on_answer, worker=worker)

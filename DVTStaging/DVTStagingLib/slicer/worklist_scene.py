@@ -1,5 +1,6 @@
-"""Studies between disk and the scene: open a worklist study with its saved ROIs and labels, save them
-back, list the DICOM database as a worklist, export studies as a dataset, load the sample study."""
+"""Studies between disk and the scene: open a worklist study with its saved ROIs, labels and thrombus
+segmentation, save them back, list the DICOM database as a worklist, export studies as a dataset, load the
+sample study."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import slicer
 
 from ..io.roi import read_rois
-from . import result_nodes, study_nodes
+from . import result_nodes, segmentation_nodes, study_nodes
 from .nodes import roi_from_node, update_volume_node, volume_from_node
 
 
@@ -42,14 +43,22 @@ def open_study(worklist, entry):
     if saved is not None:
         study_nodes.add_rois(volume, read_rois(saved))
     study_nodes.apply_case_annotation(volume, worklist.annotation(entry))
+    segmentation = worklist.saved_segmentation(entry)
+    if segmentation is not None:
+        segmentation_nodes.load_thrombus_segmentation(volume, segmentation)
     return volume
 
 
 def save_study(volume_node, worklist, entry) -> Path:
-    """Keep the study's ROIs, labels and last result beside it (the worklist's case folder)."""
+    """Keep the study's ROIs, labels, thrombus segmentation (as edited) and last result beside it (the
+    worklist's case folder)."""
     rois = [roi_from_node(n) for n in study_nodes.roi_nodes(volume_node)]
+    has_segmentation = segmentation_nodes.thrombus_segmentation(volume_node) is not None
+    if has_segmentation:
+        segmentation_nodes.write_thrombus_segmentation(volume_node, worklist.segmentation_path(entry))
     return worklist.save(entry, study_nodes.case_annotation(volume_node), rois=rois,
-                         result_folder=result_nodes.result_folder(volume_node))
+                         result_folder=result_nodes.result_folder(volume_node),
+                         remove_segmentation=not has_segmentation)
 
 
 def worklist_from_dicom_database(database):
@@ -74,7 +83,8 @@ def worklist_from_dicom_database(database):
 
 
 def export_studies(volume_nodes, out_folder, keep_identifiers: bool = False, overwrite: bool = False):
-    """Export the studies (ROIs, true stages, reviewed flag, last results) as a dataset; returns it."""
+    """Export the studies (ROIs, true stages, reviewed flag, last results, thrombus segmentation unless empty)
+    as a dataset; returns it."""
     from ..research.export import ExportStudy, export_cases
 
     studies = []
@@ -86,11 +96,13 @@ def export_studies(volume_nodes, out_folder, keep_identifiers: bool = False, ove
         storage = volume.GetStorageNode()
         source = uids[0] if uids else (storage.GetFileName() if storage and storage.GetFileName() else
                                        f"{volume.GetID()}/{volume.GetName()}")
+        mask = segmentation_nodes.thrombus_mask(volume)
         studies.append(ExportStudy(
             volume=volume_from_node(volume), rois=[roi_from_node(r) for r in rois],
             labels=[{"roi": r.GetName(), "stage": study_nodes.true_stage(r) or None} for r in rois],
             status="reviewed" if study_nodes.reviewed(volume) else None, prediction=results or None,
-            notes=study_nodes.notes(volume), source_id=source))
+            notes=study_nodes.notes(volume), source_id=source,
+            thrombus_mask=mask if mask is not None and mask.any() else None))
     return export_cases(studies, out_folder, keep_identifiers=keep_identifiers, overwrite=overwrite, progress=False)
 
 

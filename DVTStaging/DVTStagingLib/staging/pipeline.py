@@ -3,6 +3,7 @@ files written."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,7 +99,7 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     Returns result.json's content (None when auto-detection finds no thrombus).  `rois`/`volume` let a
     caller (the demo) pass what it already holds; `stager` (an `inference.Stager`) and `detector` (a
     `detection.detector.Detector`) let one (the staging service) pass models it keeps loaded, checked
-    when they were loaded.
+    when they were loaded; `detector` may also name one (a catalogue id or model card; None: the bundled one).
     """
     timings = {}
     started = time.perf_counter()
@@ -108,8 +109,8 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     entry = stager.entry if stager is not None else resolve(model, "staging")
     if stager is None:
         verify_weights(entry)
-    if detector is None:     # the detector finds ROIs and checks each ROI holds thrombus-like content
-        verify_weights(resolve(None, "detector"))
+    if detector is None or isinstance(detector, (str, os.PathLike)):   # an id or card (None: the bundled one)
+        verify_weights(resolve(detector, "detector"))   # finds ROIs, checks each ROI holds thrombus-like content
     out = prepare_output(Path(out), overwrite, names=STAGE_OUTPUTS)
     # The model libraries load only now: a wrong input or a tampered model is refused without paying for them.
     from ..detection.detector import load_detector
@@ -135,6 +136,7 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     write_rois(out / ROIS_FILE, rois)
     result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
                           timings, scores, trust=stager.trust)
+    result["detector"] = {"id": detector.model_id, "sha256": detector.sha256}
     dicom = volume.metadata.get("source_format") == "dicom"
     answer = answer_first(result, dicom)
     write_result(answer, out / RESULT_FILE)

@@ -1,0 +1,32 @@
+"""Phantom drawing styles: independent renderers of the same clinical cues (docs/phantom.md).
+
+A style is a function `make_study(seed, stages) -> PhantomStudy`.  `analytic` is the style the bundled
+models are trained on.  Every style in HELD_OUT_STYLES is an "external site": other shape, texture and
+scanner code with the same cues, used only to score models zero-shot.  The training code refuses a
+dataset drawn in a held-out style (training/guard), so a model never learns it by accident.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ..core.errors import UserError
+
+TRAINING_STYLE = "analytic"
+# name -> module that defines make_study(seed, stages); imported only when the style is drawn.
+_MODULES = {
+    "analytic": ".study",
+    "fields": ".fields.study",
+}
+HELD_OUT_STYLES = frozenset({"fields"})
+
+
+def style_names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def make_study(seed: int, stages: list[str], style: str = TRAINING_STYLE):
+    """One study of `style` with a thrombus of each given stage."""
+    if style not in _MODULES:
+        raise UserError(f"unknown phantom style {style!r}; choose one of {', '.join(style_names())}")
+    return import_module(_MODULES[style], __package__).make_study(seed, stages)
