@@ -1,8 +1,8 @@
 """How long a warm staging server takes to answer and to deliver every output, as its two kinds of client see it.
 
 - The panel's request, made by an in-process client: the study and ROIs as the panel's job writes them (an
-  uncompressed input.nrrd, slicer.jobs), timed from the request to the answer event (result.json written)
-  and to every output written.
+  uncompressed input.nrrd, staging.pipeline.write_stage_inputs), timed from the request to the answer event
+  (result.json written) and to every output written.
 - `dvt-staging stage --server` in a new process (client start included): to its stage line (printed once
   the answer is written) and to its exit.
 """
@@ -37,9 +37,8 @@ def client_process(argv: list[str], env: dict, timeout: float = 900) -> tuple[fl
 
 
 def panel_inputs(study: dict, folder: Path) -> tuple[Path, Path]:
-    """The study and its ROIs as the panel's job writes them (slicer.jobs)."""
-    from ..slicer.jobs import write_stage_inputs
-    from ..staging.pipeline import load_stage_inputs
+    """The study and its ROIs as the panel's job writes them (slicer.jobs uses the same writer)."""
+    from ..staging.pipeline import load_stage_inputs, write_stage_inputs
 
     volume, rois = load_stage_inputs(Path(study["image"]), Path(study["roi"]), False)
     return write_stage_inputs(folder, volume, rois)

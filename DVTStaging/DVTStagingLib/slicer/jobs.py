@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..io.roi import BoxROI, write_rois
-from ..io.volume import Volume, write_volume
+from ..io.roi import BoxROI
+from ..io.volume import Volume
 from ..models.devices import DEVICES
 from ..staging.outputs import RESULT_FILE
+from ..staging.pipeline import write_stage_inputs
 from .background import BackgroundProcess
 
-INPUT_IMAGE = "input.nrrd"
-INPUT_ROIS = "input-rois.mrk.json"
 OUTPUT_FOLDER = "out"
 CANCELLED = "Cancelled."
 CANCELLED_BY_CLOSE = "Cancelled: the study was closed."
@@ -37,18 +36,6 @@ CANCELLED_BY_CLOSE = "Cancelled: the study was closed."
 
 def new_job_folder(parent: str | os.PathLike | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="dvt-staging-", dir=parent))
-
-
-def write_stage_inputs(folder: Path, volume: Volume | Path, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
-    """The study (exact geometry) and its ROIs as the CLI reads them; a study given as a file or DICOM folder
-    path (a worklist study not loaded in the scene) is read by the CLI where it is."""
-    folder = Path(folder)
-    if isinstance(volume, (str, os.PathLike)):
-        image = Path(volume)
-    else:
-        image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
-    roi_path = write_rois(folder / INPUT_ROIS, rois) if rois else None
-    return image, roi_path
 
 
 def cli_prefix(python: str | None = None) -> list[str]:

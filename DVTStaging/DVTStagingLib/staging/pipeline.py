@@ -27,6 +27,8 @@ from .outputs import (
 )
 
 STATUS_LINES_PER_ROI_UP_TO = 10   # past this many ROIs, one summary line instead of one line each
+INPUT_IMAGE = "input.nrrd"          # a client's copy of the study and its ROIs (write_stage_inputs)
+INPUT_ROIS = "input-rois.mrk.json"
 
 
 def load_rois_for(volume: Volume, roi_path: Path) -> list[BoxROI]:
@@ -53,6 +55,19 @@ def load_stage_inputs(input_path: Path, roi_path: Path | None, auto_roi: bool) -
     check_image_content(volume, str(input_path))
     rois = load_rois_for(volume, Path(roi_path)) if roi_path is not None else None
     return volume, rois
+
+
+def write_stage_inputs(folder: Path, volume: Volume | Path, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
+    """The study (exact geometry) and its ROIs as `stage` reads them (`load_stage_inputs`), written by a client
+    (the Slicer panel's job); a study given as a file or DICOM folder path (a worklist study not loaded in the
+    scene) is read by the CLI where it is."""
+    folder = Path(folder)
+    if isinstance(volume, (str, os.PathLike)):
+        image = Path(volume)
+    else:
+        image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
+    roi_path = write_rois(folder / INPUT_ROIS, rois) if rois else None
+    return image, roi_path
 
 
 def detect_for_staging(volume: Volume, device: str, detector=None):
