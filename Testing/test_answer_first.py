@@ -163,7 +163,7 @@ def test_the_service_streams_the_answer_before_the_overlay_files(run, tmp_path):
     image, roi = run["image"], run["roi"]
     tasks.describe_paths(job, image, None, roi)
     models = ModelCache(None, "cpu")
-    tasks.prepare_stage(job, models, image, roi, False, None, "cpu")
+    tasks.prepare_stage(job, models, image, roi, False, None, "cpu", "detector-phantom")   # the detector named
     on_disk = {}
     emit = job.emit
 
@@ -185,6 +185,7 @@ def test_the_service_streams_the_answer_before_the_overlay_files(run, tmp_path):
     assert answer["files"] == {ROIS_FILE: (job.out_dir / ROIS_FILE).read_text(encoding="utf-8")}
     assert str(job.folder) not in json.dumps(answer)                      # server paths scrubbed
     assert answer["result"]["input"]["path"] == p.INPUT
+    assert answer["result"]["detector"]["id"] == "detector-phantom"       # the request's detector, in the answer
     # The stage line follows the answer; the overlays and the report come after it.
     stage_line = next(n for n, e in enumerate(job.events) if e.get("message", "").startswith("stage: thrombus-1:"))
     assert kinds.index(p.ANSWER) < stage_line
