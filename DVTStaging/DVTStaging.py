@@ -22,14 +22,12 @@ from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLTableNode
 
 from DVTStagingLib.core.stages import INDETERMINATE, STAGES
-from DVTStagingLib.io.roi import read_rois, roi_names_unique
+from DVTStagingLib.io.roi import roi_names_unique
 from DVTStagingLib.models.devices import DEVICES
-from DVTStagingLib.research.worklist import SEGMENTATION_FILE
-from DVTStagingLib.slicer import compute, result_nodes, segmentation_nodes, study_nodes, worklist_scene
+from DVTStagingLib.slicer import compute, job_results, result_nodes, segmentation_nodes, study_nodes, worklist_scene
 from DVTStagingLib.slicer.dependencies import DependencyInstaller
 from DVTStagingLib.slicer.jobs import CANCELLED, CANCELLED_BY_CLOSE
 from DVTStagingLib.slicer.nodes import roi_from_node, volume_from_node
-from DVTStagingLib.staging.outputs import ROIS_FILE, read_stage_result
 from DVTStagingPanel.annotation_section import AnnotationSection
 from DVTStagingPanel.compute_section import ComputeSection
 from DVTStagingPanel.model_section import ModelSection
@@ -229,7 +227,7 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Staging failed to start."), waitCursor=True):
             self.logic.startStaging(p.inputVolume, rois, autoDetect=not rois, model=p.modelId or None,
                                     device=p.device, onProgress=self.onProgress, onFinished=self.onStagingFinished,
-                                    detector=p.detectorId or None)
+                                    onAnswer=self.onStagingAnswer, detector=p.detectorId or None)
             self._setRunning(True, _("Staging..."))
 
     def onProgress(self, event) -> None:
@@ -241,21 +239,29 @@ class DVTStagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.logic.poll():
             self._pollTimer.stop()
 
+    def onStagingAnswer(self, results) -> None:   # the stage is known; the run (and Cancel) goes on with the maps
+        self._showResults(results, _(" Drawing the evidence and attention maps..."))
+
     def onStagingFinished(self, results, error) -> None:
         self._setRunning(False, error)
         if error:
             if error not in (CANCELLED, CANCELLED_BY_CLOSE):
                 slicer.util.errorDisplay(_("Staging failed: {error}").format(error=error))
             return
+        self._showResults(results)
+
+    def _showResults(self, results, still="") -> None:
         p = self._parameterNode or self.logic.getParameterNode()   # the run may end after the user left
-        p.inputVolume = results.volumeNode
-        p.resultsTable = results.tableNode
-        if results.roiNodes:
+        shown = p.resultsTable is results.tableNode                  # the answer came first: keep the user's view
+        p.inputVolume, p.resultsTable = results.volumeNode, results.tableNode
+        if results.roiNodes and p.currentROI not in results.roiNodes:
             p.currentROI = results.roiNodes[0]
         r = results.result
-        self.ui.statusLabel.text = _("Study stage: {stage}{why} (model {model}, {device})").format(
-            stage=r.stage, why=f": {r.reason}" if r.reason else "", model=r.model.get("id", "?"), device=r.device)
-        slicer.modules.plots.logic().ShowChartInLayout(results.chartNode)
+        self.ui.statusLabel.text = _("Study stage: {stage}{why} (model {model}, {device})").format(stage=r.stage,
+            why=f": {r.reason}" if r.reason else "", model=r.model.get("id", "?"), device=r.device) + still
+        if not shown:
+            slicer.modules.plots.logic().ShowChartInLayout(results.chartNode)
+        self.updateGUIFromParameterNode()   # the overlays, when they came with the same table
 
     def _setRunning(self, running: bool, message: str = "") -> None:
         self.ui.stageButton.text = _("Cancel") if running else _("Stage")
@@ -316,10 +322,12 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         return self.jobs.running
 
     def startStaging(self, volumeNode, roiNodes=None, autoDetect: bool = False, model: Optional[str] = None,
-                     device: str = "auto", onProgress=None, onFinished=None, detector: Optional[str] = None):
-        """Run `dvt-staging stage` on the study in the background; `onFinished(StagingResultNodes or None,
-        error or None)` is called from `poll()`.  Results are matched to the ROIs by their order.  `model` and
-        `detector`: catalogue ids (None: the defaults)."""
+                     device: str = "auto", onProgress=None, onFinished=None, detector: Optional[str] = None,
+                     onAnswer=None):
+        """Run `dvt-staging stage` on the study in the background; `onAnswer(StagingResultNodes)` once the
+        stage is known (no overlays yet), then `onFinished(StagingResultNodes or None, error or None)`, both
+        from `poll()`.  Results are matched to the ROIs by their order.  `model` and `detector`: catalogue ids
+        (None: the defaults)."""
         if volumeNode is None:
             raise ValueError(_("Select a BTI volume to stage."))
         roiNodes = [] if autoDetect else list(roiNodes if roiNodes is not None else self.roiNodes(volumeNode))
@@ -331,7 +339,8 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 names=", ".join(undrawn)))
         rois = roi_names_unique([roi_from_node(n) for n in roiNodes])
         return self.jobs.start("stage", volume_from_node(volumeNode), rois or None, volumeNode.GetID(),
-                               [n.GetID() for n in roiNodes], model, device, onProgress, onFinished, detector=detector)
+                               [n.GetID() for n in roiNodes], model, device, onProgress, onFinished,
+                               on_answer=onAnswer, detector=detector)
 
     def startDetection(self, volumeNode, device: str = "auto", onProgress=None, onFinished=None,
                        detector: Optional[str] = None):
@@ -341,10 +350,13 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                                onProgress, onFinished, detector=detector)
 
     def poll(self) -> bool:
-        """Forward progress and, once the run ended, load its results; True while it still runs."""
+        """Forward progress, a staging run's answer once it is there and, once the run ended, its results;
+        True while it still runs."""
         job = self.jobs.poll()
         if job is not None:
             self._finish(job)
+        elif (answered := self.jobs.answered()) is not None:
+            job_results.hand_over_answer(answered, slicer.mrmlScene)
         return self.jobs.running
 
     def cancel(self) -> None:
@@ -363,13 +375,7 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         nodes, error = None, job.error() or (None if volume is not None else CANCELLED_BY_CLOSE)
         if error is None:
             try:
-                if job.kind == "detect":
-                    nodes = study_nodes.add_rois(volume, read_rois(job.out_folder / ROIS_FILE))
-                    if (job.out_folder / SEGMENTATION_FILE).is_file():
-                        segmentation_nodes.load_thrombus_segmentation(volume, job.out_folder / SEGMENTATION_FILE)
-                else:
-                    roiNodes = [slicer.mrmlScene.GetNodeByID(i) for i in job.roi_node_ids]
-                    nodes = self.loadResults(job.out_folder, volume, roiNodes or None)
+                nodes = job_results.finished_nodes(job, volume)
             except Exception as exc:   # a bad output folder is reported, not raised into the Qt timer
                 logging.exception("DVTStaging: loading the results failed")
                 error = _("Cannot load the results: {error}").format(error=exc)
@@ -387,15 +393,7 @@ class DVTStagingLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             raise RuntimeError(outcome["error"])
         return outcome["nodes"]
 
-    def loadResults(self, outputFolder, volumeNode, roiNodes=None):
-        """Nodes for a `dvt-staging stage` output folder; `roiNodes` in staging order, or None: the ROIs the
-        run detected itself (its rois.mrk.json) become new nodes."""
-        result = read_stage_result(outputFolder)
-        if roiNodes is None:
-            roiNodes = study_nodes.add_rois(volumeNode, read_rois(result.rois_path))
-        if any(n is None for n in roiNodes):
-            raise RuntimeError(_("a ROI was deleted while it was being staged"))
-        return result_nodes.load_results(result, volumeNode, roiNodes)
+    loadResults = staticmethod(job_results.load_results)   # (output folder, volume node, ROI nodes or None)
 
     openStudy = staticmethod(worklist_scene.open_study)   # (worklist, entry) -> volume node
     saveStudy = staticmethod(worklist_scene.save_study)   # (volume node, worklist, entry) -> case folder

@@ -11,6 +11,10 @@ in the input geometry, peaked at each ROI's centre) and `rois.mrk.json`.
 `FAKE_STAGE_SECONDS` makes it slow (for cancel and scene-close tests);
 `FAKE_STAGE_RESULTS` (a JSON file {name of the image's folder: {"stage",
 "probabilities"}}) sets a study's answer (the worklist's uncertainty ordering).
+As `stage` does, the CLI writes the answer first (result.json with its overlays
+under `pending`, atomically), then the overlays and result.json again; with
+`FAKE_OVERLAYS_GATE` set it waits for that file to exist between the two (so a
+test sees the answer alone).
 """
 
 from __future__ import annotations
@@ -38,22 +42,10 @@ def _blob(volume, roi, width_fraction: float) -> np.ndarray:
     return np.exp(-0.5 * r2).reshape(volume.array.shape).astype(np.float32)
 
 
-def write_fake_stage_output(out, volume, rois, stages=None, detector=None, study=None) -> dict:
-    """Everything `stage` writes (but report.png), for `volume` and its `rois`."""
-    from DVTStagingLib.io.roi import write_rois
-    from DVTStagingLib.io.volume import write_volume
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _roi_results(volume, rois, stages=None) -> list[dict]:
     classes = ("acute", "subacute", "chronic")
-    evidence = np.zeros(volume.array.shape, np.float32)
-    local_to_global = np.zeros(volume.array.shape, np.float32)
-    global_to_local = np.zeros(volume.array.shape, np.float32)
     roi_results = []
     for n, roi in enumerate(rois):
-        evidence = np.maximum(evidence, _blob(volume, roi, 0.15))
-        local_to_global = np.maximum(local_to_global, _blob(volume, roi, 0.25))
-        global_to_local = np.maximum(global_to_local, 0.8 * _blob(volume, roi, 0.6))
         stage = (stages or classes)[n % len(stages or classes)]
         probs = {c: (0.7 if c == stage else 0.15) for c in classes}
         lo, hi = roi.ijk_extent(volume)
@@ -62,17 +54,61 @@ def write_fake_stage_output(out, volume, rois, stages=None, detector=None, study
                   for k in range(int(lo[2]), int(hi[2]) + 1)]
         roi_results.append({"name": roi.name, "stage": stage, "probabilities": probs, "slice_axis": "k",
                             "slices": slices, "thrombus_muscle_ratio": None if n % 2 else 2.5 + n})
+    return roi_results
+
+
+def _result(volume, roi_results, detector=None, study=None) -> dict:
+    worst = roi_results[0] if roi_results else None
+    uniform = {c: 1 / 3 for c in ("acute", "subacute", "chronic")}
+    result = {"schema": "dvt-staging/result@1", "stage": worst["stage"] if worst else "acute",
+              "probabilities": worst["probabilities"] if worst else uniform,
+              "rois": roi_results, "model": FAKE_MODEL, "device": "cpu", "timings": {"total_s": 0.0},
+              "input": volume.geometry_dict(), "detector": {"id": detector or "detector-phantom", "sha256": None}}
+    result.update(study or {})
+    return result
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomically, as the CLI writes result.json: a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_fake_answer(out, volume, rois, stages=None, detector=None, study=None) -> dict:
+    """rois.mrk.json and result.json as `stage` writes them once the stage is known: the overlays `pending`."""
+    from DVTStagingLib.io.roi import write_rois
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rois(out / "rois.mrk.json", rois)
+    result = {**_result(volume, _roi_results(volume, rois, stages), detector, study),
+              "outputs": {"rois": "rois.mrk.json"},
+              "pending": ["evidence.nrrd", "attention.nrrd", "attention-global-to-local.nrrd"]}
+    _write_json(out / "result.json", result)
+    return result
+
+
+def write_fake_stage_output(out, volume, rois, stages=None, detector=None, study=None) -> dict:
+    """Everything `stage` writes (but report.png), for `volume` and its `rois`."""
+    from DVTStagingLib.io.roi import write_rois
+    from DVTStagingLib.io.volume import write_volume
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    evidence = np.zeros(volume.array.shape, np.float32)
+    local_to_global = np.zeros(volume.array.shape, np.float32)
+    global_to_local = np.zeros(volume.array.shape, np.float32)
+    for roi in rois:
+        evidence = np.maximum(evidence, _blob(volume, roi, 0.15))
+        local_to_global = np.maximum(local_to_global, _blob(volume, roi, 0.25))
+        global_to_local = np.maximum(global_to_local, 0.8 * _blob(volume, roi, 0.6))
     write_volume(volume.with_array(evidence), out / "evidence.nrrd")
     write_volume(volume.with_array(local_to_global), out / "attention.nrrd")
     write_volume(volume.with_array(global_to_local), out / "attention-global-to-local.nrrd")
     write_rois(out / "rois.mrk.json", rois)
-    worst = roi_results[0] if roi_results else None
-    result = {"schema": "dvt-staging/result@1", "stage": worst["stage"] if worst else "acute",
-              "probabilities": worst["probabilities"] if worst else {c: 1 / 3 for c in classes},
-              "rois": roi_results, "model": FAKE_MODEL, "device": "cpu", "timings": {"total_s": 0.0},
-              "input": volume.geometry_dict(), "detector": {"id": detector or "detector-phantom", "sha256": None}}
-    result.update(study or {})
-    (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    result = _result(volume, _roi_results(volume, rois, stages), detector, study)
+    _write_json(out / "result.json", result)
     return result
 
 
@@ -112,7 +148,13 @@ def main(argv=None) -> int:
         return 2
     answers = os.environ.get("FAKE_STAGE_RESULTS")
     study = json.loads(Path(answers).read_text()).get(args.input.parent.name) if answers else None
-    write_fake_stage_output(args.out, volume, read_rois(args.roi), detector=args.detector, study=study)
+    rois = read_rois(args.roi)
+    write_fake_answer(args.out, volume, rois, detector=args.detector, study=study)
+    gate = os.environ.get("FAKE_OVERLAYS_GATE")
+    deadline = time.monotonic() + 60
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    write_fake_stage_output(args.out, volume, rois, detector=args.detector, study=study)
     return 0
 
 

@@ -24,7 +24,7 @@ from DVTStagingLib.phantom.study import make_study
 from DVTStagingLib.phantom.writer import write_study
 from DVTStagingLib.research.worklist import Worklist
 from DVTStagingLib.slicer.nodes import roi_from_node
-from DVTStagingLib.slicer.result_nodes import ROLE_CHART, ROLE_TABLE
+from DVTStagingLib.slicer.result_nodes import ATTENTION_MAPS, ROLE_CHART, ROLE_TABLE
 from DVTStagingLib.slicer.study_nodes import ATTR_NOTES, ATTR_REVIEWED, ATTR_TRUE_STAGE
 from slicer_app import vtk_errors
 from slicer_module_stubs import import_module_file
@@ -321,6 +321,35 @@ def test_cancel_stops_the_run_within_a_second(slicer_app, logic, study_files, mo
     # The next run starts normally.
     monkeypatch.setenv("FAKE_STAGE_SECONDS", "0")
     assert logic.stage(volume, timeout=120).tableNode.GetNumberOfRows() == 2
+
+
+def test_the_answer_comes_before_the_overlays(slicer_app, logic, study_files, monkeypatch, tmp_path):
+    """poll() hands over the answer (table, chart, per-ROI results; no overlays) while the run goes on, then
+    the same nodes with the overlays when it ends."""
+    gate = tmp_path / "overlays-may-come"
+    monkeypatch.setenv("FAKE_OVERLAYS_GATE", str(gate))
+    volume = _load_study(slicer_app, study_files)
+    rois = _add_rois(logic, volume, study_files)
+    calls = []
+    job = logic.startStaging(volume, onAnswer=lambda nodes: calls.append(("answer", nodes)),
+                             onFinished=lambda nodes, error: calls.append(("finished", nodes, error)))
+    deadline = time.monotonic() + 60
+    while not calls and time.monotonic() < deadline:
+        assert logic.poll()
+        time.sleep(0.02)
+    (kind, answer), = calls
+    assert kind == "answer" and job.process.running and logic.isRunning()
+    assert answer.result.pending and answer.attentionNodes == {} and answer.roiNodes == rois
+    assert answer.tableNode.GetNumberOfRows() == 2 and logic.roiResult(rois[0]) is not None
+    assert volume.GetNodeReference("DVTStaging.resultsTable") is answer.tableNode
+    gate.touch()
+    while logic.poll():
+        time.sleep(0.02)
+    assert [c[0] for c in calls] == ["answer", "finished"]
+    _, final, error = calls[1]
+    assert error is None and final is answer and final.result.pending == []
+    assert sorted(final.attentionNodes) == sorted(ATTENTION_MAPS)
+    assert slicer_app.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1 + 2   # results + per-ROI slice tables
 
 
 def _overlay_picture(slicer_app, slice_logic, volume, attention, roi: BoxROI, path: Path, center_ras=None) -> dict:

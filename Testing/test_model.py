@@ -143,3 +143,33 @@ def test_config_files_and_errors(tmp_path):
         load_config("no-such-config")
     b16 = load_config("vdpf-b16")
     assert (b16.patch_size, b16.embed_dim, b16.depth, b16.input.size, b16.grid) == (16, 768, 12, 224, 14)
+
+
+def test_the_benchmark_counts_the_fused_attention_flops_as_by_hand():
+    """`dvt-staging benchmark` counts the fused attention kernels (torch's counter sees 0 FLOPs in the CPU one):
+    for the bundled model's network (64x64 input, patch 8: 64 tokens of 128 channels, 4 ViT blocks) each
+    attention costs 2 matrix products of 2 * tokens^2 * channels FLOPs, in every backbone block for both images
+    of a pair and in the four attention blocks of the GLFM (two self-, two cross-attentions)."""
+    from DVTStagingLib.staging.benchmark import count_flops
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import json
+
+    from DVTStagingLib.models.catalog import bundled_dir
+
+    card = json.loads((bundled_dir() / "vdpf-small-phantom.json").read_text(encoding="utf-8"))
+    cfg = ModelConfig.from_dict(card["config"])
+    model = build_model(cfg).eval()
+    tokens, channels = cfg.grid * cfg.grid, cfg.embed_dim
+    one = 2 * (2 * tokens * tokens * channels)
+    by_hand = one * (2 * cfg.depth + 4)
+    assert tokens == 64 and by_hand == 25_165_824
+    total, per_op = count_flops(model, cfg, torch.device("cpu"))
+    attention = {op: n for op, n in per_op.items() if "attention" in op}
+    assert sum(attention.values()) == by_hand, per_op
+    x = torch.rand(2, 1, 64, 64)
+    with FlopCounterMode(display=False) as plain, torch.inference_mode():
+        model(x, x)
+    others = sum(n for op, n in per_op.items() if op not in attention)
+    assert plain.get_total_flops() / 2 in (others, total)        # torch alone: the kernel at 0 (or counted)
+    assert total == others + by_hand

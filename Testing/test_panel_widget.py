@@ -125,6 +125,58 @@ def test_stage_becomes_cancel_then_shows_the_results(panel, slicer_session, slic
     assert ui.deleteROIButton.enabled and ui.autoDetectButton.enabled
 
 
+def _answer_shown(panel, session, gate, volume):
+    """Click Stage with the fake CLI held between its answer and its overlays; wait for the answer."""
+    ui, logic = panel.ui, panel.logic
+    session.user.click(ui.stageButton)
+    session.run_event_loop(lambda: ui.statusLabel.text.startswith("Study stage: "), timeout=60)
+    assert not gate.exists()                     # the overlays are held back: this is the answer alone
+    assert logic.isRunning() and ui.stageButton.text == "Cancel" and ui.stageButton.enabled
+    p = panel._parameterNode
+    assert p.resultsTable is not None and ui.resultsTableView.mrmlTableNode() is p.resultsTable
+    assert p.resultsTable.GetNumberOfRows() == len(logic.roiNodes(volume))
+    assert p.currentROI is not None and ui.roiResultLabel.text.startswith("<b>")
+    assert all(logic.attentionNode(volume, m) is None for m in ATTENTION_MAPS)    # no overlay yet
+    return p.resultsTable
+
+
+def test_the_stage_shows_before_the_overlays(panel, slicer_session, slicer_app, monkeypatch, tmp_path):
+    gate = tmp_path / "overlays-may-come"
+    monkeypatch.setenv("FAKE_OVERLAYS_GATE", str(gate))
+    ui, logic = panel.ui, panel.logic
+    with vtk_errors() as errors:
+        volume = logic.loadSampleStudy()
+        table = _answer_shown(panel, slicer_session, gate, volume)
+        chart_id = slicer_app.app_logic.GetSelectionNode().GetActivePlotChartID()
+        assert chart_id and slicer.mrmlScene.GetNodeByID(chart_id).IsA("vtkMRMLPlotChartNode")
+        gate.touch()
+        slicer_session.run_event_loop(lambda: not logic.isRunning(), timeout=60)
+    assert errors == [] and slicer_session.errors_shown() == []
+    p = panel._parameterNode
+    assert ui.stageButton.text == "Stage" and not ui.progressBar.visible
+    assert ui.statusLabel.text.startswith("Study stage: ") and "Drawing" not in ui.statusLabel.text
+    assert p.resultsTable is table and table.GetScene() is slicer.mrmlScene     # the answer's table, completed
+    evidence = logic.attentionNode(volume, "evidence")
+    assert evidence is not None and all(logic.attentionNode(volume, m) is not None for m in ATTENTION_MAPS)
+    composite = slicer.mrmlScene.GetNthNodeByClass(0, "vtkMRMLSliceCompositeNode")
+    assert composite.GetForegroundVolumeID() == evidence.GetID()              # the overlay is shown as it arrives
+
+
+def test_cancel_after_the_answer_keeps_the_stage(panel, slicer_session, monkeypatch, tmp_path):
+    gate = tmp_path / "never"
+    monkeypatch.setenv("FAKE_OVERLAYS_GATE", str(gate))
+    ui, logic = panel.ui, panel.logic
+    volume = logic.loadSampleStudy()
+    table = _answer_shown(panel, slicer_session, gate, volume)
+    start = time.monotonic()
+    slicer_session.user.click(ui.stageButton)                                 # Cancel, while the maps are made
+    assert time.monotonic() - start < 1.5 and not logic.isRunning()
+    assert ui.stageButton.text == "Stage" and ui.statusLabel.text == "Cancelled." and not ui.progressBar.visible
+    assert slicer_session.errors_shown() == []
+    assert panel._parameterNode.resultsTable is table and table.GetNumberOfRows() == 1   # the answer stays
+    assert logic.attentionNode(volume, "evidence") is None
+
+
 def test_annotation_widgets_write_to_the_nodes(panel, slicer_session):
     ui, logic, user = panel.ui, panel.logic, slicer_session.user
     volume = logic.loadSampleStudy()

@@ -27,6 +27,7 @@ from DVTStagingLib.io.volume import Volume, read_volume, write_volume
 from DVTStagingLib.phantom.study import make_study
 from DVTStagingLib.phantom.writer import write_study
 from DVTStagingLib.service import protocol as p
+from DVTStagingLib.staging.outputs import OVERLAY_FILES, ROIS_FILE
 from service_helpers import Server, cli_env, run_cli, start_cli, wait_until
 from test_cli import bad_inputs
 
@@ -240,6 +241,47 @@ def test_progress_is_streamed_and_the_answer_holds_no_server_path(server, study)
     assert not any(work in text for text in texts)          # no server path in what it sent
     assert wait_until(lambda: not (_jobs_dir(server) / job).exists(), 10)
     assert httpx.get(server.url + p.job_path(job), timeout=10).status_code == 404
+
+
+def test_the_answer_is_streamed_before_the_overlays(server, study, tmp_path, capsys, monkeypatch):
+    """The job streams its answer (result.json as written once the stage is known, overlays `pending`) as its
+    own event before it ends; the `--server` client writes that result.json at once and prints the stage
+    line then, while the overlay files come only with the outputs."""
+    job = _submit(server.url, study, study["roi"]).json()["job"]
+    events = _events(server.url, job)
+    kinds = [e["event"] for e in events]
+    assert kinds.count(p.ANSWER) == 1 and kinds.index(p.ANSWER) < kinds.index(p.DONE), kinds
+    answer, final = events[kinds.index(p.ANSWER)]["result"], events[-1]["result"]
+    assert answer["pending"] == [*OVERLAY_FILES.values(), "report.png"] and answer["outputs"] == {"rois": ROIS_FILE}
+    assert answer["input"]["path"] == p.INPUT and "pending" not in final
+    same = ("timings", "outputs", "pending")
+    assert {k: v for k, v in answer.items() if k not in same} == {k: v for k, v in final.items() if k not in same}
+    assert httpx.delete(server.url + p.job_path(job), timeout=10).status_code == 200
+
+    # The --server client (in this process): result.json (overlays pending) and the ROIs are written, and
+    # the stage line printed, when the answer arrives; the overlay files come only afterwards, with the outputs.
+    from DVTStagingLib.service.client import Remote
+
+    out, seen = tmp_path / "out", {}
+    fetch = Remote.fetch
+
+    def fetch_after_the_answer(self, *args, **kwargs):
+        seen["names"] = sorted(os.listdir(out))
+        seen["result"] = json.loads((out / "result.json").read_text(encoding="utf-8"))
+        seen["lines"] = capsys.readouterr().err.splitlines()
+        return fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Remote, "fetch", fetch_after_the_answer)
+    assert main(["stage", str(study["image"]), "--roi", str(study["roi"]), "--out", str(out), "--server",
+                 server.url, "--device", "cpu"]) == 0
+    assert seen["names"] == ["result.json", ROIS_FILE]
+    early = seen["result"]
+    assert early["pending"] == answer["pending"] and early["input"]["path"] == str(study["image"])
+    same = ("timings", "input")
+    assert {k: v for k, v in early.items() if k not in same} == {k: v for k, v in answer.items() if k not in same}
+    assert any(ln.startswith("stage: thrombus-1: ") for ln in seen["lines"])
+    done = json.loads((out / "result.json").read_text())
+    assert "pending" not in done and set(OVERLAY_FILES.values()) <= set(os.listdir(out))
 
 
 def test_cancel_stops_queued_and_running_jobs(server, study):

@@ -118,6 +118,20 @@ def test_the_local_worker_stays_warm_restarts_after_a_crash_and_stops_with_slice
     timings = json.loads((real_logic.jobs._folders[-1] / "out" / "result.json").read_text())["timings"]
     assert timings["load_model"] < 0.05                           # the model was already loaded
     assert second.result.stage == first.result.stage and second.result.probabilities == first.result.probabilities
+    # The answer first, through the worker, with ROIs it detects: the nodes come before the overlays.
+    calls = []
+
+    def on_answer(nodes):               # what the answer brought, before the end completes the same nodes
+        calls.append((nodes, nodes.result.pending, dict(nodes.attentionNodes)))
+
+    real_logic.startStaging(volume, autoDetect=True, device="cpu", onAnswer=on_answer,
+                            onFinished=lambda nodes, error: calls.append((nodes, error)))
+    assert wait_until(lambda: not real_logic.poll(), 600)
+    (answer, pending, overlays), (final, error) = calls
+    assert error is None and final is answer and answer.roiNodes and pending and overlays == {}
+    assert final.attentionNodes and final.result.pending == []
+    for node in answer.roiNodes:                                  # the study's own ROI again, alone
+        real_logic.removeROI(volume, node)
     os.killpg(pid, signal.SIGKILL)                                # the worker crashes
     assert wait_until(lambda: not worker.running(), 10)
     third = real_logic.stage(volume, device="cpu", timeout=600)   # the next click starts it again

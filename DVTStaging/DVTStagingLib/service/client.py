@@ -21,8 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.errors import Cancelled, ServerError, ServiceUnreachable, UserError
-from ..core.files import is_dicom_file, prepare_output
+from ..core.files import is_dicom_file, prepare_output, write_json_atomic, write_text_atomic
 from ..core.progress import status
+from ..staging.outputs import RESULT_FILE, ROIS_FILE
 from . import protocol as p
 from .auth import is_loopback, read_token
 
@@ -109,8 +110,10 @@ class Remote:
         with self._talking():
             return self._check(self.http.post(route, data=fields, files=files))
 
-    def follow(self, job_id: str) -> dict:
-        """Show the job's events as progress and status lines; the final event's data when it is done."""
+    def follow(self, job_id: str, on_answer=None) -> dict:
+        """Show the job's events as progress and status lines; the final event's data when it is done.
+        `on_answer(result, files)`: called with result.json's first content and the files written with it
+        (the answer event), placeholders filled."""
         with self._talking(), self.http.stream("GET", p.job_path(job_id, "events")) as response:
             if response.status_code != 200:
                 response.read()
@@ -126,6 +129,8 @@ class Remote:
                     status(p.fill(event.get("message", ""), self.values))
                 elif kind == p.QUEUED and event.get("position", 1) > 1:
                     status(f"server: queued behind {event['position'] - 1} job(s)")
+                elif kind == p.ANSWER and on_answer is not None:
+                    on_answer(self.filled(event.get("result") or {}), event.get("files") or {})
                 elif kind == p.DONE:
                     return event
                 elif kind == p.FAILED:
@@ -157,15 +162,22 @@ class Remote:
                 strange = [n for n in names if n not in allowed or Path(n).name != n or n.startswith(".")]
                 if strange:
                     raise ServerError(f"the staging server at {self.url} sent an unexpected file '{strange[0]}'")
-                escaped = {k: json.dumps(v)[1:-1] for k, v in self.values.items()}
                 for name in names:
                     data = archive.read(name)
                     if name.endswith(".json"):
-                        data = p.fill(data.decode("utf-8"), escaped).encode("utf-8")
+                        data = p.fill(data.decode("utf-8"), self._escaped()).encode("utf-8")
                     tmp = out / f".{name}.tmp"
                     tmp.write_bytes(data)
                     os.replace(tmp, out / name)
         return names
+
+    def _escaped(self) -> dict[str, str]:
+        """The client's paths for the placeholders, as they appear inside JSON strings."""
+        return {k: json.dumps(v)[1:-1] for k, v in self.values.items()}
+
+    def filled(self, data: dict) -> dict:
+        """JSON data from the server with its placeholders replaced by the client's paths."""
+        return json.loads(p.fill(json.dumps(data), self._escaped()))
 
     def cancel(self, job_id: str) -> None:
         """Best effort, quickly: the job on the server is cancelled (the client is going away)."""
@@ -226,6 +238,15 @@ def _study_upload(input_path: Path, stack) -> tuple[dict, dict, int]:
     return fields, {p.SERIES: ("series.zip", spool, "application/zip")}, size
 
 
+def _write_answer(out: Path, result: dict, files: dict) -> None:
+    """The answer as local staging writes it, while the server makes the overlays: its ROIs, then result.json
+    (each atomically)."""
+    for name, text in files.items():
+        if name == ROIS_FILE and isinstance(text, str):
+            write_text_atomic(out / name, text)
+    write_json_atomic(out / RESULT_FILE, result)
+
+
 def _catalogue_id(option: str, value: str) -> None:
     if value.endswith(".json") or os.sep in value or "/" in value:
         raise UserError(f"with --server, {option} is a catalogue id the server knows (see GET /v1/models), "
@@ -272,7 +293,7 @@ def run_remote(kind: str, args, outputs) -> int:
         job_id = None
         try:
             job_id = remote.submit(p.STAGE if kind == "stage" else p.DETECT, fields, files)["job"]
-            done = remote.follow(job_id)
+            done = remote.follow(job_id, on_answer=lambda result, files: _write_answer(out, result, files))
             listed = (done.get("result") or {}).get("outputs") or {}
             allowed = set(outputs) | {n for n in listed.values() if isinstance(n, str)}
             remote.fetch(job_id, out, allowed)

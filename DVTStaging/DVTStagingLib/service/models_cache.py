@@ -88,6 +88,7 @@ class ModelCache:
             stager = Stager(entry, torch_device)
             if self.executor is not None:
                 stager.model = self.executor.wrap(stager.model)
+                stager.keep_graph_bytes = 0     # the executor batches gradient-free calls only
             self._stagers[key] = stager
             default_key = (str(self.default.card_path), self.default.card["sha256"])
             while len(self._stagers) > self.max_models:
@@ -133,7 +134,7 @@ class ModelCache:
 
     def warm(self) -> None:
         """Load the default staging model and the default detector now, not on the first request."""
-        self.stager(self.default, self.device_choice)
+        self.stager(self.default, self.device_choice).warm_up()
         if self.has_detector():
             self.detector(self.default_detector, self.device_choice)
 

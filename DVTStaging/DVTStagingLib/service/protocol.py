@@ -31,8 +31,10 @@ DETECTOR = "detector"        # stage, detect: the detector's catalogue id (defau
 DEVICE = "device"            # auto (the server's device), cpu or cuda
 SEGMENTATION = "segmentation"  # detect: "true" to also write thrombus.seg.nrrd
 
-# Events (the "event" member of each line of .../events).
-QUEUED, STARTED, PROGRESS, STATUS, ALIVE = "queued", "started", "progress", "status", "alive"
+# Events (the "event" member of each line of .../events).  ANSWER (stage jobs): result.json as written once the
+# stage is known (`result`, with its `pending` outputs) and the small files written with it (`files`: name ->
+# text, rois.mrk.json), before the overlays and the report are made.
+QUEUED, STARTED, PROGRESS, STATUS, ALIVE, ANSWER = "queued", "started", "progress", "status", "alive", "answer"
 DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
 FINAL = (DONE, FAILED, CANCELLED)
 HEARTBEAT_S = 10.0           # an "alive" event at least this often while a job waits or runs

@@ -14,11 +14,11 @@ from ..core.json_files import read_json
 from ..core.progress import redirected
 from ..detection.commands import DETECT_OUTPUTS
 from ..io.volume import check_image_content, read_volume
-from ..staging.outputs import RESULT_FILE, STAGE_OUTPUTS
+from ..staging.outputs import RESULT_FILE, ROIS_FILE, STAGE_OUTPUTS
 from ..staging.pipeline import load_stage_inputs
 from .jobs import Job
 from .models_cache import ModelCache
-from .protocol import INPUT, INPUT_DIR, OUT, ROI, scrub
+from .protocol import ANSWER, INPUT, INPUT_DIR, OUT, ROI, scrub
 
 ARCHIVE = "outputs.zip"
 
@@ -76,8 +76,15 @@ def run(job: Job, models: ModelCache) -> None:
 
         stager = models.stager(p["entry"], p["device"])
         detector = models.detector(p["detector"], p["device"]) if p["detector"] else None   # ROIs, content check
+
+        def on_answer(result: dict) -> None:     # streamed before the overlays are made, with the ROIs it names
+            rois = job.out_dir / ROIS_FILE
+            files = {ROIS_FILE: rois.read_text(encoding="utf-8")} if rois.is_file() else {}
+            job.emit({"event": ANSWER, "result": scrubbed(job, result), "files": files})
+
         job.result = stage_study(p["input"], job.out_dir, device=p["device"], cancel=job.cancelled,
-                                 rois=p["rois"], volume=p["volume"], stager=stager, detector=detector)
+                                 rois=p["rois"], volume=p["volume"], stager=stager, detector=detector,
+                                 on_answer=on_answer)
         listed = list((job.result or {}).get("outputs", {}).values())
         names = [*STAGE_OUTPUTS, *[n for n in listed if n not in STAGE_OUTPUTS]]
     else:
@@ -90,6 +97,16 @@ def run(job: Job, models: ModelCache) -> None:
     answer(job, names)
 
 
+def scrubbed(job: Job, data: dict) -> dict:
+    """JSON data with every server path replaced by its placeholder (as in the JSON files sent)."""
+    return json.loads(scrub(json.dumps(data), _escaped(job)))
+
+
+def _escaped(job: Job) -> dict[str, str]:
+    """The job's path placeholders as they appear inside JSON strings."""
+    return {json.dumps(p)[1:-1]: json.dumps(h)[1:-1] for p, h in job.paths.items()}
+
+
 def answer(job: Job, names: list[str]) -> None:
     """Zip the outputs named `names` that the job wrote (plain names only), server paths scrubbed."""
     present = [n for n in dict.fromkeys(names) if Path(n).name == n and (job.out_dir / n).is_file()]
@@ -97,8 +114,7 @@ def answer(job: Job, names: list[str]) -> None:
         if name.endswith(".json"):
             path = job.out_dir / name
             text = path.read_text(encoding="utf-8")
-            escaped = {json.dumps(p)[1:-1]: json.dumps(h)[1:-1] for p, h in job.paths.items()}
-            write_text_atomic(path, scrub(text, escaped))
+            write_text_atomic(path, scrub(text, _escaped(job)))
     if RESULT_FILE in present:
         job.result = read_json(job.out_dir / RESULT_FILE)
     archive = job.folder / ARCHIVE

@@ -6,6 +6,8 @@ the process tree, the GUI never waits on it) and hands the output folder back.
 With a staging server (`server`, the panel's "Compute on: server") or the warm
 local worker (`worker`, slicer.worker) that process is the `--server` client,
 so the model runs where it is already loaded; progress and Cancel are the same.
+A staging job answers in two steps: result.json appears (written atomically) as soon as the stage is known,
+while the process goes on with the overlays and the report (`JobRunner.answered`).
 MRML-free: the Logic turns node IDs into nodes and outputs into nodes.
 """
 
@@ -20,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..io.roi import BoxROI, write_rois
-from ..io.volume import Volume, write_volume
+from ..io.roi import BoxROI
+from ..io.volume import Volume
 from ..models.devices import DEVICES
+from ..staging.outputs import RESULT_FILE
+from ..staging.pipeline import write_stage_inputs
 from .background import BackgroundProcess
 
-INPUT_IMAGE = "input.nrrd"
-INPUT_ROIS = "input-rois.mrk.json"
 OUTPUT_FOLDER = "out"
 CANCELLED = "Cancelled."
 CANCELLED_BY_CLOSE = "Cancelled: the study was closed."
@@ -34,18 +36,6 @@ CANCELLED_BY_CLOSE = "Cancelled: the study was closed."
 
 def new_job_folder(parent: str | os.PathLike | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="dvt-staging-", dir=parent))
-
-
-def write_stage_inputs(folder: Path, volume: Volume | Path, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
-    """The study (exact geometry) and its ROIs as the CLI reads them; a study given as a file or DICOM folder
-    path (a worklist study not loaded in the scene) is read by the CLI where it is."""
-    folder = Path(folder)
-    if isinstance(volume, (str, os.PathLike)):
-        image = Path(volume)
-    else:
-        image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
-    roi_path = write_rois(folder / INPUT_ROIS, rois) if rois else None
-    return image, roi_path
 
 
 def cli_prefix(python: str | None = None) -> list[str]:
@@ -131,6 +121,9 @@ class Job:
     roi_node_ids: list[str] = field(default_factory=list)   # in the order the CLI stages them (empty: auto ROIs)
     on_progress: Callable | None = None
     on_finished: Callable | None = None
+    on_answer: Callable | None = None  # stage: called (by the Logic) once the answer is there, before the end
+    answered: bool = False            # the answer has been handed over (`JobRunner.answered`)
+    answer_nodes: object = None       # what the Logic made of the answer, completed when the job ends
     closed_scene: bool = False
     worker: object = None             # the local worker the job talks to (slicer.worker.LocalWorker), if any
     failure: str | None = None        # why the runner stopped the job (its worker died)
@@ -172,9 +165,10 @@ class JobRunner:
 
     def start(self, kind: str, volume: Volume | Path, rois: list[BoxROI] | None, volume_node_id: str,
               roi_node_ids: list[str], model: str | None = None, device: str = "auto",
-              on_progress=None, on_finished=None, detector: str | None = None) -> Job:
+              on_progress=None, on_finished=None, on_answer=None, detector: str | None = None) -> Job:
         """Write the inputs, start `dvt-staging stage` (ROIs given, or None: detect them) or `detect` (which
-        also writes the thrombus segmentation); `detector` names the detector (None: the default one)."""
+        also writes the thrombus segmentation); `detector` names the detector (None: the default one).
+        `on_answer` (stage): called by the Logic once the answer is there, before the job ends."""
         if self.job is not None:
             raise RuntimeError("A run is in progress; cancel it first.")
         server = self.server() if self.server is not None else None   # raises ValueError for an incomplete setup
@@ -193,7 +187,7 @@ class JobRunner:
                                   segmentation=True)
         process = BackgroundProcess(argv, env=cli_environment()).start()
         self.job = Job(kind, process, folder, volume_node_id, list(roi_node_ids), on_progress, on_finished,
-                       worker=worker)
+                       on_answer, worker=worker)
         return self.job
 
     def poll(self) -> Job | None:
@@ -209,6 +203,15 @@ class JobRunner:
             return None
         self.job = None
         job.process.poll(on_progress=job.on_progress)
+        return job
+
+    def answered(self) -> Job | None:
+        """The running staging job, once, when its answer (result.json) has appeared; else None.  The file is
+        written atomically, so it is whole when it is there; the job goes on with the overlays."""
+        job = self.job
+        if job is None or job.kind != "stage" or job.answered or not (job.out_folder / RESULT_FILE).is_file():
+            return None
+        job.answered = True
         return job
 
     def cancel(self, closed_scene: bool = False) -> Job | None:

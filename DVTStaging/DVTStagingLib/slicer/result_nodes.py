@@ -46,21 +46,32 @@ class StagingResultNodes:
 
 def load_results(result: StageResult, volume_node, roi_node_list: list) -> StagingResultNodes:
     """Nodes for a finished run whose ROIs are `roi_node_list` (same order as result.rois)."""
+    return add_overlays(load_answer(result, volume_node, roi_node_list), result)
+
+
+def load_answer(result: StageResult, volume_node, roi_node_list: list) -> StagingResultNodes:
+    """The answer's nodes (ROI results, table, chart), shown while the overlays are still being made; an
+    earlier run's result nodes go."""
     if len(roi_node_list) != len(result.rois):
         raise ValueError(f"the run staged {len(result.rois)} ROIs, but {len(roi_node_list)} were sent")
     remove_results(volume_node)
     for node, roi_result in zip(roi_node_list, result.rois):
         study_nodes.store_roi_result(node, roi_result)
-    attention = {}
-    for which in ATTENTION_MAPS:
-        path = result.attention_path(which)
-        if path is not None:
-            attention[which] = _attention_volume(volume_node, path, which)
     table = _results_table(volume_node, result)
     chart, slice_nodes = _slice_chart(volume_node, result)
-    folder = study_nodes.place_in_study(volume_node, roi_node_list + [table, chart] + slice_nodes
-                                        + list(attention.values()))
-    return StagingResultNodes(result, volume_node, list(roi_node_list), table, chart, slice_nodes, attention, folder)
+    folder = study_nodes.place_in_study(volume_node, roi_node_list + [table, chart] + slice_nodes)
+    return StagingResultNodes(result, volume_node, list(roi_node_list), table, chart, slice_nodes, {}, folder)
+
+
+def add_overlays(nodes: StagingResultNodes, result: StageResult) -> StagingResultNodes:
+    """The heat maps of the completed run `result` (the same run as `nodes`' answer) join its nodes."""
+    for which in ATTENTION_MAPS:
+        path = result.attention_path(which)
+        if path is not None and which not in nodes.attentionNodes:
+            nodes.attentionNodes[which] = _attention_volume(nodes.volumeNode, path, which)
+    study_nodes.place_in_study(nodes.volumeNode, list(nodes.attentionNodes.values()))
+    nodes.result = result
+    return nodes
 
 
 def results_table(volume_node):

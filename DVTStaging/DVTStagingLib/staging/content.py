@@ -5,6 +5,11 @@ vein or on muscle of an otherwise familiar study looks in-distribution to the st
 detector, trained to find thrombus voxels, sees none there.  Only the ROI's slices are run, and of a long
 ROI at most CONTENT_SLICES evenly spaced ones: a thrombus runs along its box, so denser sampling would
 only add time to every Stage click (the detector is most of a long ROI's staging time on a CPU).
+
+Only the slices the check runs (and their neighbours, the detector's other two channels) are resampled to
+the detector's grid, from the study the staging model already scaled when the two inputs agree: preparing
+the detector's view of the whole study took longer than the check itself.  Each slice is resampled on its
+own, so the probability is the one the whole-study view gives (tests compare them).
 """
 
 from __future__ import annotations
@@ -12,34 +17,100 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..detection.view import prepare_view, resample_mask
+from ..detection.view import DetectorView, _resampled_size, resample_planes, resample_mask
+from ..imaging.planes import intensity_scale, orientation_for
 from ..io.roi import BoxROI
 from ..io.volume import Volume
-from .slices import evenly_spaced
+from .slices import StudyView, evenly_spaced
 from .trust import content_reason
 
 CONTENT_SLICES = 24
+BATCH = 16
+
+
+def _max_inside(detector, inputs: torch.Tensor, box: torch.Tensor) -> float:
+    """The highest detector probability inside `box` ([n, H, W] bool) over `inputs` ([n, 3, H, W])."""
+    best = 0.0
+    for start in range(0, len(inputs), BATCH):
+        part = slice(start, start + BATCH)
+        x = inputs[part].to(detector.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+        prob = torch.sigmoid(detector.network(x).float()).cpu()
+        best = max(best, float((prob * box[part]).amax()))
+    return best
+
+
+def _scaled_view(detector, volume: Volume, study: StudyView | None):
+    """(orientation, view-ordered scaled voxels) as the detector's view scales them: the staging study's own
+    array when plane and scaling agree (the percentiles are then computed once per study)."""
+    spec = detector.spec
+    orientation = orientation_for(volume, spec.plane)
+    s = study.spec if study is not None else None
+    if (s is not None and study.orientation == orientation and s.low_percentile == spec.low_percentile
+            and s.high_percentile == spec.high_percentile and s.clip_max == spec.clip_max):
+        return orientation, study.scaled
+    low, high = intensity_scale(volume.array, spec.low_percentile, spec.high_percentile)
+    view = orientation.apply(volume.array)
+    return orientation, _Scaled(view, low, high, spec.clip_max)
+
+
+class _Scaled:
+    """Scaled slices on demand (indexing by slice), as `prepare_view` scales the whole view."""
+
+    def __init__(self, view, low, high, clip_max):
+        self.view, self.low, self.high, self.clip_max = view, low, high, clip_max
+
+    def __getitem__(self, index):
+        return np.clip((self.view[index].astype(np.float32) - self.low) / (self.high - self.low), 0.0, self.clip_max)
+
+
+def content_inputs(detector, volume: Volume, roi: BoxROI, study: StudyView | None = None):
+    """(inputs [n, 3, H, W], box [n, H, W] bool) of the slices the check runs; None when the box covers
+    no detector pixel."""
+    spec = detector.spec
+    orientation, scaled = _scaled_view(detector, volume, study)
+    oriented = orientation.apply(roi.voxel_mask(volume))
+    covered = np.flatnonzero(oriented.any(axis=(1, 2)))
+    if covered.size == 0:
+        return None
+    rows, cols = oriented.shape[1:]
+    size = _resampled_size(rows, cols, orientation.spacing[1], orientation.spacing[2], spec.pixel_mm)
+    # Slices with a box pixel (more than half covered) on the detector's grid, as resample_mask finds them.
+    box = resample_planes(oriented[covered].astype(np.float32), size, spec.stride, mode="area") > 0.5
+    keep = box.flatten(1).any(dim=1).numpy()
+    slices, box = covered[keep], box[torch.from_numpy(keep)]
+    if slices.size == 0:
+        return None
+    chosen = evenly_spaced(slices.size, CONTENT_SLICES)
+    slices, box = slices[chosen], box[torch.from_numpy(chosen)]
+    n = oriented.shape[0]
+    below, above = np.maximum(slices - 1, 0), np.minimum(slices + 1, n - 1)   # edges repeat the end slice
+    needed = np.unique(np.concatenate([below, slices, above]))
+    planes = resample_planes(scaled[needed], size, spec.stride)
+    at = {int(s): i for i, s in enumerate(needed)}
+    pick = lambda idx: planes[torch.as_tensor([at[int(s)] for s in idx])]   # noqa: E731
+    return torch.stack([pick(below), pick(slices), pick(above)], dim=1), box
 
 
 @torch.inference_mode()
-def roi_thrombus_probability(detector, volume: Volume, roi: BoxROI, view=None) -> float:
-    """The highest thrombus probability the detector gives a voxel inside the ROI box (0..1)."""
-    view = view if view is not None else prepare_view(volume, detector.spec)
+def roi_thrombus_probability(detector, volume: Volume, roi: BoxROI, view: DetectorView | None = None,
+                             study: StudyView | None = None) -> float:
+    """The highest thrombus probability the detector gives a voxel inside the ROI box (0..1).
+
+    `view`: the detector's view of the whole study where a caller has one (detection, evaluation); else
+    only the slices the check runs are prepared, from `study` when given."""
+    if view is None:
+        found = content_inputs(detector, volume, roi, study)
+        return 0.0 if found is None else _max_inside(detector, *found)
     box = resample_mask(view, roi.voxel_mask(volume)) > 0.5
     slices = np.flatnonzero(box.flatten(1).any(dim=1).numpy())
     if slices.size == 0:
         return 0.0
     slices = slices[evenly_spaced(slices.size, CONTENT_SLICES)]
-    best = 0.0
-    for start in range(0, len(slices), 16):
-        idx = slices[start: start + 16]
-        x = view.inputs(idx).to(detector.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-        prob = torch.sigmoid(detector.network(x).float()).cpu()
-        best = max(best, float((prob * box[idx]).amax()))
-    return best
+    return _max_inside(detector, view.inputs(slices), box[slices])
 
 
-def thrombus_check(detector, volume: Volume, roi: BoxROI, view=None) -> tuple[float, str | None]:
+def thrombus_check(detector, volume: Volume, roi: BoxROI, view: DetectorView | None = None,
+                   study: StudyView | None = None) -> tuple[float, str | None]:
     """The ROI's thrombus probability and, below the detector's pixel threshold, why it is indeterminate."""
-    probability = roi_thrombus_probability(detector, volume, roi, view)
+    probability = roi_thrombus_probability(detector, volume, roi, view, study)
     return probability, content_reason(probability, detector.post.pixel_threshold)

@@ -25,6 +25,9 @@ ATTENTION_FILES = {"local-to-global": "attention.nrrd", "global-to-local": "atte
 # Every heat map `stage` writes, the default (evidence) first.
 OVERLAY_FILES = {"evidence": EVIDENCE_FILE, **ATTENTION_FILES}
 DICOM_FILES = ("thrombus-seg.dcm", "stage-sr.dcm")
+# result.json's list of the files still to come, in the file written once the stage is known (absent when
+# the run is complete: a run that was cancelled or failed after its answer leaves it in place).
+PENDING = "pending"
 # Everything `stage` may write; none of it is replaced without --overwrite.
 STAGE_OUTPUTS = (RESULT_FILE, *OVERLAY_FILES.values(), ROIS_FILE, REPORT_FILE, *DICOM_FILES)
 
@@ -57,6 +60,7 @@ class StageResult:
     timings: dict
     input: dict
     reason: str | None = None
+    pending: list[str] = field(default_factory=list)   # outputs not written yet (the answer came first)
 
     def attention_path(self, which: str = "evidence") -> Path | None:
         """The overlay file of one heat map (evidence or a cross-attention map); None if not written."""
@@ -121,4 +125,5 @@ def read_stage_result(folder) -> StageResult:
     rois = [_roi_result(e, str(path)) for e in data.get("rois") or []]
     return StageResult(folder, _stage(data.get("stage"), str(path)), _probabilities(data.get("probabilities"), str(path)),
                        rois, dict(data.get("model") or {}), str(data.get("device", "")),
-                       dict(data.get("timings") or {}), dict(data.get("input") or {}), data.get("reason"))
+                       dict(data.get("timings") or {}), dict(data.get("input") or {}), data.get("reason"),
+                       [str(n) for n in data.get(PENDING) or []])

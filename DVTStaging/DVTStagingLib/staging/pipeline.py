@@ -16,8 +16,10 @@ from ..io.volume import Volume, check_image_content, read_volume, write_volume
 from ..models.catalog import resolve, verify_weights
 from .outputs import (
     ATTENTION_FILES,
+    DICOM_FILES,
     EVIDENCE_FILE,
     OVERLAY_FILES,
+    PENDING,
     REPORT_FILE,
     RESULT_FILE,
     ROIS_FILE,
@@ -25,6 +27,8 @@ from .outputs import (
 )
 
 STATUS_LINES_PER_ROI_UP_TO = 10   # past this many ROIs, one summary line instead of one line each
+INPUT_IMAGE = "input.nrrd"          # a client's copy of the study and its ROIs (write_stage_inputs)
+INPUT_ROIS = "input-rois.mrk.json"
 
 
 def load_rois_for(volume: Volume, roi_path: Path) -> list[BoxROI]:
@@ -51,6 +55,19 @@ def load_stage_inputs(input_path: Path, roi_path: Path | None, auto_roi: bool) -
     check_image_content(volume, str(input_path))
     rois = load_rois_for(volume, Path(roi_path)) if roi_path is not None else None
     return volume, rois
+
+
+def write_stage_inputs(folder: Path, volume: Volume | Path, rois: list[BoxROI] | None) -> tuple[Path, Path | None]:
+    """The study (exact geometry) and its ROIs as `stage` reads them (`load_stage_inputs`), written by a client
+    (the Slicer panel's job); a study given as a file or DICOM folder path (a worklist study not loaded in the
+    scene) is read by the CLI where it is."""
+    folder = Path(folder)
+    if isinstance(volume, (str, os.PathLike)):
+        image = Path(volume)
+    else:
+        image = write_volume(volume, folder / INPUT_IMAGE, compress=False)   # speed over size: a temp file
+    roi_path = write_rois(folder / INPUT_ROIS, rois) if rois else None
+    return image, roi_path
 
 
 def detect_for_staging(volume: Volume, device: str, detector=None):
@@ -86,8 +103,13 @@ def _report_stages(result: dict) -> None:
 
 def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, device="auto", overwrite=False,
                 cancel=None, rois: list[BoxROI] | None = None, volume: Volume | None = None,
-                stager=None, detector=None) -> dict | None:
-    """Stage every ROI of a study and write the outputs of `outputs.STAGE_OUTPUTS` into `out`.
+                stager=None, detector=None, on_answer=None) -> dict | None:
+    """Stage every ROI of a study and write the outputs of `outputs.STAGE_OUTPUTS` into `out`, in two steps.
+
+    First the answer: result.json with the stages, probabilities, the per-ROI table and ratios, its overlays
+    listed under `pending` (and rois.mrk.json), then the stage lines, then `on_answer(result)` (the staging
+    service streams it).  Then the evidence maps, attention maps, report (and DICOM outputs), and result.json
+    again, complete: the same file a one-step run would write.  Each write of result.json is atomic.
 
     Returns result.json's content (None when auto-detection finds no thrombus).  `rois`/`volume` let a
     caller (the demo) pass what it already holds; `stager` (an `inference.Stager`) and `detector` (a
@@ -107,10 +129,7 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     out = prepare_output(Path(out), overwrite, names=STAGE_OUTPUTS)
     # The model libraries load only now: a wrong input or a tampered model is refused without paying for them.
     from ..detection.detector import load_detector
-    from .attention import attention_volume
-    from .evidence import evidence_volume
     from .inference import Stager
-    from .report import write_report
     from .results import build_result, write_result
 
     t = time.perf_counter()
@@ -127,16 +146,42 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
             status(f"stage: no thrombus found by auto-detection; nothing to stage ({ROIS_FILE} is empty)")
             return None
     t = time.perf_counter()
-    study, results = stager.stage(volume, rois, cancel=cancel, want_evidence=stager.explains, detector=detector)
+    study, results = stager.answer(volume, rois, cancel=cancel, detector=detector, keep_graph=stager.explains)
     timings["stage"] = time.perf_counter() - t
-    t = time.perf_counter()
-    overlays = {which: attention_volume(study, results, which) for which in ATTENTION_FILES}
-    overlays["evidence"] = evidence_volume(study, results)
     write_rois(out / ROIS_FILE, rois)
-    timings["overlays"] = time.perf_counter() - t
     result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
                           timings, scores, trust=stager.trust)
     result["detector"] = {"id": detector.model_id, "sha256": detector.sha256}
+    dicom = volume.metadata.get("source_format") == "dicom"
+    answer = answer_first(result, dicom)
+    write_result(answer, out / RESULT_FILE)
+    if on_answer is not None:
+        on_answer(answer)
+    _report_stages(result)
+    _write_overlays_and_report(out, study, results, stager, volume, rois, result, scores, started, cancel)
+    write_result(result, out / RESULT_FILE)
+    status(f"stage: wrote {RESULT_FILE}, {', '.join(OVERLAY_FILES.values())}, {ROIS_FILE}, {REPORT_FILE} to {out}")
+    return result
+
+
+def answer_first(result: dict, dicom: bool) -> dict:
+    """result.json as it is written once the stage is known: what is not written yet listed under `pending`."""
+    pending = [*OVERLAY_FILES.values(), REPORT_FILE, *(DICOM_FILES if dicom else ())]
+    return {**result, "timings": dict(result["timings"]), "outputs": {"rois": ROIS_FILE}, PENDING: pending}
+
+
+def _write_overlays_and_report(out: Path, study, results, stager, volume, rois, result: dict, scores,
+                               started: float, cancel) -> None:
+    """The second step: evidence maps, overlay volumes, report (and DICOM outputs); completes `result`."""
+    from .attention import attention_volume
+    from .evidence import evidence_volume
+    from .report import write_report
+
+    t = time.perf_counter()
+    stager.explain(study, results, cancel)
+    overlays = {which: attention_volume(study, results, which) for which in ATTENTION_FILES}
+    overlays["evidence"] = evidence_volume(study, results)
+    overlay_s = time.perf_counter() - t
     result["outputs"] = {"evidence": EVIDENCE_FILE, "attention": ATTENTION_FILES["local-to-global"],
                          "attention_global_to_local": ATTENTION_FILES["global-to-local"],
                          "rois": ROIS_FILE, "report": REPORT_FILE}
@@ -146,8 +191,8 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
         written = writer.submit(_write_overlays, overlays, out)
         t = time.perf_counter()
         write_report(out / REPORT_FILE, study, results, stager.classes, overlays, result)
+        result["timings"]["overlays"] = round(overlay_s + written.result(), 4)
         result["timings"]["report"] = round(time.perf_counter() - t, 4)
-        result["timings"]["overlays"] = round(timings["overlays"] + written.result(), 4)
     if volume.metadata.get("source_format") == "dicom":   # SEG + SR for PACS, listed before result.json is written
         from ..io.dicom_outputs import write_dicom_outputs
 
@@ -155,7 +200,3 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
         result["outputs"].update(write_dicom_outputs(volume, rois, result, out, auto_detected=scores is not None))
         result["timings"]["dicom"] = round(time.perf_counter() - t, 4)
     result["timings"]["total"] = round(time.perf_counter() - started, 4)
-    write_result(result, out / RESULT_FILE)
-    _report_stages(result)
-    status(f"stage: wrote {RESULT_FILE}, {', '.join(OVERLAY_FILES.values())}, {ROIS_FILE}, {REPORT_FILE} to {out}")
-    return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -75,8 +76,13 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _validator():       # built once: result.json is checked twice per run (the answer, the complete file)
+    return jsonschema.Draft202012Validator(load_json_schema("result.schema.json"))
+
+
 def validate_result(result: dict) -> list[str]:
-    validator = jsonschema.Draft202012Validator(load_json_schema("result.schema.json"))
+    validator = _validator()
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(result)]
 
 

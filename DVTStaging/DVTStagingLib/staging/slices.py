@@ -138,8 +138,8 @@ class SlicePairs:
     """Model inputs for one ROI: I_G, the box mask, I_L and where each slice came from."""
 
     roi: BoxROI
-    global_images: torch.Tensor   # [n, 1, S, S]
-    box_masks: torch.Tensor       # [n, 1, S, S] in [0, 1]
+    global_images: torch.Tensor | None   # [n, 1, S, S] (None: made by the caller, see slice_pairs)
+    box_masks: torch.Tensor | None       # [n, 1, S, S] in [0, 1] (None: not needed by the zoomed view)
     view_slices: np.ndarray       # slice index in the view order
     volume_slices: np.ndarray     # index along the volume's own axis (see `axis`)
     axis: str                     # "i", "j" or "k": the volume axis the slices cut across
@@ -169,25 +169,27 @@ def roi_box_in_view(study: StudyView, roi: BoxROI) -> tuple[np.ndarray, np.ndarr
     return box, covered
 
 
-def slice_pairs(study: StudyView, roi: BoxROI) -> SlicePairs:
-    """Every view slice the ROI covers, as model-ready global images, box masks and local images."""
+def slice_pairs(study: StudyView, roi: BoxROI, images: bool = True) -> SlicePairs:
+    """Every view slice the ROI covers, as model-ready global images, box masks and local images.
+
+    images=False: only where the slices are and what the local view needs (the zoom window, or the box masks),
+    for a caller that builds the images from the view slices itself (`evidence.model_inputs_from_planes`)."""
     box, covered = roi_box_in_view(study, roi)
-    planes = torch.from_numpy(study.scaled[covered])
-    masks = torch.from_numpy(np.ascontiguousarray(box[covered]).astype(np.float32))
     size = study.spec.size
-    images = to_model_grid(planes, study.frame, size)
-    mask_images = to_model_grid(masks, study.frame, size).clamp_(0, 1)
-    n_slices = study.scaled.shape[0]
-    volume_axis = 2 - study.orientation.axes[0]
-    window = zoomed = None
+    window = zoomed = global_images = mask_images = None
     if study.spec.local_view == "zoom":
         window = zoom_window(box, study.orientation.spacing[1:], study.spec)
-        zoomed = window.crop(planes, size)
-    return SlicePairs(
-        roi, images, mask_images, covered,
-        np.array([study.orientation.volume_index(int(s), n_slices) for s in covered]),
-        "ijk"[volume_axis], window, zoomed,
-    )
+    if images or window is None:
+        masks = torch.from_numpy(np.ascontiguousarray(box[covered]).astype(np.float32))
+        mask_images = to_model_grid(masks, study.frame, size).clamp_(0, 1)
+    if images:
+        planes = torch.from_numpy(study.scaled[covered])
+        global_images = to_model_grid(planes, study.frame, size)
+        zoomed = window.crop(planes, size) if window is not None else None
+    n_slices = study.scaled.shape[0]
+    volume_slices = n_slices - 1 - covered if study.orientation.flips[0] else covered.copy()   # volume_index
+    return SlicePairs(roi, global_images, mask_images, covered, volume_slices,
+                      "ijk"[2 - study.orientation.axes[0]], window, zoomed)
 
 
 def lesion_crops(study: StudyView, roi: BoxROI, margin_px: int = 5) -> torch.Tensor:
