@@ -62,10 +62,11 @@ def test_wait_reports_progress_and_keeps_the_error_line():
 def test_cancel_stops_the_process_tree_within_a_second():
     process = BackgroundProcess([sys.executable, "-c", _LONG_CHILD]).start()
     deadline = time.monotonic() + 20
-    while process.last_progress is None and time.monotonic() < deadline:   # it is really working
+    # stdout and stderr are read by separate threads, so the pid line may arrive after the first progress
+    while (process.last_progress is None or not process.stdout_tail) and time.monotonic() < deadline:
         process.poll()
         time.sleep(0.02)
-    assert process.last_progress is not None and process.running
+    assert process.last_progress is not None and process.stdout_tail and process.running
     grandchild = int(process.stdout_tail[0])
     assert _alive(grandchild)
 
