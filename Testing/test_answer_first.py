@@ -143,7 +143,10 @@ def test_the_answer_keeps_the_forward_for_the_evidence_within_its_budget(run, mo
     monkeypatch.setattr(stager, "keep_graph_bytes", 1)                       # nothing fits
     _, dropped = stager.answer(run["volume"], run["rois"], show_progress=False, keep_graph=True)
     assert dropped[0].graph is None
-    assert np.array_equal(kept[0].slice_probabilities, dropped[0].slice_probabilities)
+    # the same numbers within float rounding: the batches differ in size (8 against 32 slices), and oneDNN
+    # picks its kernels by batch size on some CPUs, so the last bits may differ
+    np.testing.assert_allclose(kept[0].slice_probabilities, dropped[0].slice_probabilities, rtol=1e-4, atol=1e-12)
+    assert kept[0].stage(stager.classes) == dropped[0].stage(stager.classes)
     monkeypatch.setattr(stager, "keep_graph_bytes", 0)                       # the service's batching executor
     assert not stager.keeps_graph
 

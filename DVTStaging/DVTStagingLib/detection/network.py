@@ -38,6 +38,15 @@ class ThrombusUNet(nn.Module):
     def stride(self) -> int:
         return 2 ** (len(self.encoders) - 1)
 
+    @property
+    def receptive_radius(self) -> int:
+        """Input pixels on each side of an output pixel that can change it: a crop with this much context
+        around a region (on the pooling grid) gives that region the output of the whole slice."""
+        scales = [2 ** d for d in range(len(self.encoders))]
+        encoder = sum(2 * s for s in scales) + sum(scales[:-1])      # two 3x3 convs per level; 2x2 pooling
+        decoder = sum(2 * s + 2 * s for s in scales[:-1])           # bilinear upsampling (a source pixel), two convs
+        return encoder + decoder
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[n, 3, H, W] -> [n, H, W] logits."""
         skips = []

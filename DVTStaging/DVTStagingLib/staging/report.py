@@ -57,7 +57,7 @@ def write_report(path: Path, study: StudyView, results, classes, overlays: dict,
     image = study.orientation.apply(study.volume.array)
     evidence = study.orientation.apply(overlays["evidence"].array)
     attention = study.orientation.apply(overlays["local-to-global"].array)
-    box = study.orientation.apply(main.roi.voxel_mask(study.volume))
+    box = study.box(main.roi)
     views = main.pairs.view_slices
     # the slice the stage leaned on most (the evidence peak), else the ROI's middle slice
     peak = int(np.argmax(evidence[views].reshape(len(views), -1).max(axis=1))) if evidence[views].max() > 0 \

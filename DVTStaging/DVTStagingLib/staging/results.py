@@ -26,7 +26,7 @@ def _probs(classes, values) -> dict:
 
 
 def roi_ratio(study: StudyView, roi) -> float | None:
-    box = study.orientation.apply(roi.voxel_mask(study.volume))
+    box = study.box(roi)
     image = study.orientation.apply(study.volume.array)
     return estimated_ratio_in_box(image, box, study.orientation.spacing[1:])
 

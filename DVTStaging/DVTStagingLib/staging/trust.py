@@ -69,7 +69,9 @@ class Trust:
         if self.class_means is None or len(features) == 0:
             return None
         x = np.asarray(features, np.float64)
-        d2 = np.stack([np.einsum("nd,de,ne->n", x - m, self.precision, x - m) for m in self.class_means], axis=1)
+        # (x - m) P (x - m)^T row by row, as one matrix product per class (BLAS; an einsum of the three
+        # operands loops in C without it and took a tenth of a warm answer)
+        d2 = np.stack([(((x - m) @ self.precision) * (x - m)).sum(axis=1) for m in self.class_means], axis=1)
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
     def roi_ood_score(self, features: np.ndarray) -> float | None:
