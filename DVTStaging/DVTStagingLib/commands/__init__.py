@@ -6,9 +6,9 @@ commands share live once in `options.py`.  Heavy imports (torch) stay inside
 `run`, so the parser and the light commands start fast.
 """
 
-from . import (benchmark, benchmark_service, calibrate, dataset, demo, detect, evaluate, evaluate_ood, phantom, serve,
-               stage, train, train_detector)
+from . import (adapt, benchmark, benchmark_service, calibrate, dataset, demo, detect, evaluate, evaluate_ood, phantom,
+               serve, stage, train, train_detector)
 
 # In the order `dvt-staging --help` lists them.
-ALL = (demo, stage, serve, train, evaluate, evaluate_ood, calibrate, benchmark, benchmark_service, detect,
+ALL = (demo, stage, serve, train, adapt, evaluate, evaluate_ood, calibrate, benchmark, benchmark_service, detect,
        train_detector, phantom, dataset)

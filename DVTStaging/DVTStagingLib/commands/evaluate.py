@@ -9,6 +9,7 @@ HELP = "metrics of a model on a dataset split, or the comparison table"
 def add_arguments(p):
     options.add_data(p)
     options.add_model(p)
+    options.add_detector(p, "thrombus detector scored beside the model (detection, detected ROIs, content check)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="split to score; all: every case (a held-out dataset)")
     options.add_device(p)
@@ -28,5 +29,6 @@ def run(args) -> int:
         compare(args.data, args.out, base=args.config, epochs=args.epochs, seed=args.seed, device=args.device,
                 variants=args.variants, model=args.model, overwrite=args.overwrite)
     else:
-        evaluate_model(args.data, args.model, args.out, split=args.split, device=args.device, overwrite=args.overwrite)
+        evaluate_model(args.data, args.model, args.out, split=args.split, device=args.device, overwrite=args.overwrite,
+                       detector=args.detector)
     return 0

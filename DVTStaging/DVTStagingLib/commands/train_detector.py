@@ -11,8 +11,11 @@ HELP = "train the thrombus detector on a dataset's train split"
 def add_arguments(p):
     options.add_data(p, help_text="dataset folder (dataset.json) with train/val/test splits")
     p.add_argument("--out", type=Path, required=True, help="folder for the weights, model card and FROC picture")
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--steps-per-epoch", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=None, help="default: 25 (from scratch), 8 (--init)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: 200 (from scratch), 100 (--init)")
+    p.add_argument("--init", default=None, metavar="ID/CARD",
+                   help="fine-tune this catalogued detector; studies with ROI boxes but no thrombus mask learn "
+                        "from its pseudo-masks inside the boxes")
     p.add_argument("--batch", type=int, default=16)
     options.add_seed(p)
     options.add_device(p)
@@ -23,5 +26,6 @@ def run(args) -> int:
     from ..detection.commands import train_detector_command
 
     train_detector_command(args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device,
-                           steps_per_epoch=args.steps_per_epoch, batch=args.batch, model_id=args.model_id)
+                           steps_per_epoch=args.steps_per_epoch, batch=args.batch, model_id=args.model_id,
+                           init=args.init)
     return 0

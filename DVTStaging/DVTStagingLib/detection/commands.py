@@ -48,17 +48,23 @@ def detect_study(input_path, out, model=None, device="auto", overwrite=False, se
     return result
 
 
-def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_per_epoch=200, batch=16,
-                           model_id="detector-phantom"):
-    """Train from a dataset folder (train split), select on val, report on test; write weights and card to out."""
+def train_detector_command(data, out, epochs=None, seed=0, device="auto", steps_per_epoch=None, batch=16,
+                           model_id="detector-phantom", init=None):
+    """Train from a dataset folder (train split), select on val, report on test; write weights and card to out.
 
-    from ..core.progress import Progress
+    `init` (catalogue id or card): fine-tune that detector (training.FINETUNE's recipe; studies with boxes but
+    no thrombus mask learn from its pseudo-masks inside the boxes)."""
+
     from ..io.dataset import load_dataset
+    from ..models import catalog
     from ..models.devices import resolve_device
-    from .studies import load_case_study
-    from .training import TrainingConfig, train_and_save
+    from .detector import load_detector
+    from .training import FINETUNE, TrainingConfig, train_and_save
     from .view import DetectorInput
 
+    recipe = FINETUNE if init is not None else {}
+    epochs = epochs if epochs is not None else recipe.get("epochs", 25)
+    steps_per_epoch = steps_per_epoch if steps_per_epoch is not None else recipe.get("steps_per_epoch", 200)
     if epochs < 1 or steps_per_epoch < 1 or batch < 1:
         raise UserError("--epochs, --steps-per-epoch and --batch must be at least 1")
     dataset = load_dataset(data)
@@ -70,18 +76,17 @@ def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_pe
     if (out / f"{model_id}.json").exists():
         raise UserError(f"{out} already holds {model_id}.json; choose another --out")
     torch_device = resolve_device(device)
-    spec = DetectorInput()
-    prepared = {}
-    for name, cases in splits.items():
-        bar = Progress(f"load-{name}", max(len(cases), 1))
-        prepared[name] = []
-        for case in cases:
-            prepared[name].append(load_case_study(dataset, case, spec))
-            bar.update()
-    config = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch, seed=seed)
+    parent = catalog.resolve(init, "detector") if init is not None else None
+    box_parent = load_detector(parent.card_path, device) if parent is not None else None
+    spec = box_parent.spec if box_parent is not None else DetectorInput()
+    prepared = load_detector_studies(dataset, splits, spec, box_parent)
+    config = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch, seed=seed,
+                            **({k: recipe[k] for k in ("lr", "warmup_steps")} if recipe else {}),
+                            **({"network": parent.card.get("config", {}).get("network") or TrainingConfig().network}
+                               if parent is not None else {}))
     training_data = dataset.provenance()
     entry, test_metrics = train_and_save(prepared["train"], prepared["val"], prepared["test"], spec, config,
-                                         torch_device, out, model_id, training_data)
+                                         torch_device, out, model_id, training_data, parent=parent)
     status(f"train-detector: wrote {entry.card_path} (weights sha256 {entry.card['sha256'][:12]}…)")
     if test_metrics:
         status("train-detector: test " + " ".join(
@@ -89,3 +94,19 @@ def train_detector_command(data, out, epochs=25, seed=0, device="auto", steps_pe
                                                    "precision", "ap", "mean_iou_3d")
             if isinstance(test_metrics.get(k), float)))
     return entry
+
+
+def load_detector_studies(dataset, splits: dict, spec, box_parent=None) -> dict:
+    """Each split's cases prepared for detector training (box pseudo-masks from `box_parent` where a case has
+    ROI boxes but no thrombus mask)."""
+    from ..core.progress import Progress
+    from .studies import load_case_study
+
+    prepared = {}
+    for name, cases in splits.items():
+        bar = Progress(f"load-{name}", max(len(cases), 1))
+        prepared[name] = []
+        for case in cases:
+            prepared[name].append(load_case_study(dataset, case, spec, box_parent=box_parent))
+            bar.update()
+    return prepared

@@ -49,12 +49,22 @@ def truth_slice_boxes(view: DetectorView, mask: np.ndarray) -> list[SliceBox]:
 
 
 def prepare_study(case_id: str, volume: Volume, thrombus: np.ndarray | None, rois: list[BoxROI],
-                  spec: DetectorInput, keep_volume: bool = False, with_target: bool = True) -> PreparedStudy:
-    """Detector input and truth of one study; the volume itself is dropped unless asked to keep it."""
+                  spec: DetectorInput, keep_volume: bool = False, with_target: bool = True,
+                  box_parent=None) -> PreparedStudy:
+    """Detector input and truth of one study; the volume itself is dropped unless asked to keep it.
+
+    `box_parent` (a detection.detector.Detector): a study without a thrombus mask gets the pseudo-mask of its
+    ROI boxes (detection.box_targets) as its target, instead of "no thrombus anywhere"."""
     view = prepare_view(volume, spec)
-    if thrombus is None:
+    if thrombus is None and with_target and box_parent is not None and rois:
+        from .box_targets import box_pseudo_target
+
+        target = box_pseudo_target(box_parent, view, volume, rois).to(torch.float16)
         thrombus = np.zeros(volume.array.shape, dtype=bool)
-    target = resample_mask(view, thrombus).to(torch.float16) if with_target else None
+    else:
+        if thrombus is None:
+            thrombus = np.zeros(volume.array.shape, dtype=bool)
+        target = resample_mask(view, thrombus).to(torch.float16) if with_target else None
     extents = [roi.ijk_extent(volume) for roi in rois]
     boxes = truth_slice_boxes(view, thrombus)
     if not keep_volume:
@@ -77,6 +87,6 @@ def read_case(dataset, case) -> tuple[Volume, np.ndarray | None, list[BoxROI]]:
 
 
 def load_case_study(dataset, case, spec: DetectorInput, keep_volume: bool = False,
-                    with_target: bool = True) -> PreparedStudy:
+                    with_target: bool = True, box_parent=None) -> PreparedStudy:
     volume, thrombus, rois = read_case(dataset, case)
-    return prepare_study(case.id, volume, thrombus, rois, spec, keep_volume, with_target)
+    return prepare_study(case.id, volume, thrombus, rois, spec, keep_volume, with_target, box_parent)

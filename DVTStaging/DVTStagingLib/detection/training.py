@@ -147,12 +147,16 @@ class TrainedDetector:
 
 def train_detector(train: list[PreparedStudy], val: list[PreparedStudy], spec: DetectorInput,
                    config: TrainingConfig, device: torch.device, post: PostProcess | None = None,
-                   progress: bool = True) -> TrainedDetector:
+                   progress: bool = True, init_state: dict | None = None) -> TrainedDetector:
+    """`init_state`: start from these weights (a catalogued detector's) instead of at random."""
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     post = post or PostProcess()
-    network = build_network(config.network).to(device)
+    network = build_network(config.network)
+    if init_state is not None:
+        network.load_state_dict(init_state)
+    network = network.to(device)
     sampler = SliceSampler(train, config.crop, config.positive_fraction, config.seed, device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
@@ -228,16 +232,27 @@ def model_card(trained: TrainedDetector, training_data: dict, test_metrics: dict
     }
 
 
+# Fine-tuning a catalogued detector on a site's studies: a lower rate, a short warm-up, fewer steps.
+FINETUNE = {"lr": 5e-4, "warmup_steps": 50, "epochs": 8, "steps_per_epoch": 100}
+
+
 def train_and_save(train: list[PreparedStudy], val: list[PreparedStudy], test: list[PreparedStudy],
                    spec: DetectorInput, config: TrainingConfig, device: torch.device, out_dir, model_id: str,
-                   training_data: dict, progress: bool = True):
-    """Train, select on validation, measure on test, and write weights + model card + FROC into out_dir."""
+                   training_data: dict, progress: bool = True, parent=None, save: bool = True):
+    """Train, select on validation, measure on test, and write weights + model card + FROC into out_dir.
+
+    `parent` (a catalog.ModelEntry): fine-tune that detector, starting from its weights and thresholds.
+    `save=False`: write nothing; return (card with "_weights", test metrics) for the caller to save."""
     from pathlib import Path
 
     from ..models import catalog
     from .evaluation import write_froc
 
-    trained = train_detector(train, val, spec, config, device, progress=progress)
+    init_state, post = None, None
+    if parent is not None:
+        init_state = catalog.load_weights(parent)
+        post = PostProcess.from_dict(parent.card.get("config", {}).get("postprocess"))
+    trained = train_detector(train, val, spec, config, device, post=post, progress=progress, init_state=init_state)
     network = build_network(config.network)
     network.load_state_dict(trained.state_dict)
     detector = Detector(network.to(device).eval(), spec, trained.post, device, model_id)
@@ -247,8 +262,16 @@ def train_and_save(train: list[PreparedStudy], val: list[PreparedStudy], test: l
     if test:
         outcomes = [analyse_study(detector, s) for s in test]
         test_metrics = detection_metrics(outcomes, trained.post.roi_threshold)
-        write_froc(outcomes, Path(out_dir) / f"{model_id}-froc-test.png", trained.post.roi_threshold,
-                   f"{model_id}: test split ({len(test)} studies)")
+        if save:
+            write_froc(outcomes, Path(out_dir) / f"{model_id}-froc-test.png", trained.post.roi_threshold,
+                       f"{model_id}: test split ({len(test)} studies)")
     card = model_card(trained, training_data, test_metrics, str(device))
+    if parent is not None:
+        card["parent"] = {"id": parent.id, "sha256": parent.card.get("sha256"),
+                          "version": str(parent.card.get("version", "")), "source": parent.source}
+        card["training"]["recipe"] = (f"fine-tuned from '{parent.id}' (lr {config.lr:g}); studies with ROI boxes "
+                                      "but no thrombus mask learn from box pseudo-masks (detection.box_targets)")
+    if not save:
+        return {**card, "_weights": trained.state_dict}, test_metrics
     entry = catalog.save_model(trained.state_dict, card, Path(out_dir), model_id)
     return entry, test_metrics

@@ -10,6 +10,7 @@ Weights are only ever read with safetensors: nothing is unpickled.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,18 +135,34 @@ def load_weights(entry: ModelEntry) -> dict:
         raise UserError(f"weights file {path} is not valid safetensors ({exc})") from None
 
 
-def save_model(state_dict: dict, card: dict, folder: Path, model_id: str) -> ModelEntry:
-    """Write `<id>.safetensors` and `<id>.json` (card with sha256), each atomically."""
+def save_model(state_dict: dict, card: dict, folder: Path, model_id: str, stem: str | None = None) -> ModelEntry:
+    """Write `<stem>.safetensors` and `<stem>.json` (card with sha256; stem: the id), each atomically."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"{model_id}.safetensors"
+    stem = stem or model_id
+    weights = folder / f"{stem}.safetensors"
     tmp = weights.with_name(f".{weights.name}.tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
     os.replace(tmp, weights)
     card = dict(card, schema=CARD_SCHEMA, id=model_id, weights=weights.name, sha256=sha256_of(weights))
     card.setdefault("intended_use", NOT_FOR_CLINICAL_USE)
-    card_path = folder / f"{model_id}.json"
+    card_path = folder / f"{stem}.json"
     write_json_atomic(card_path, card)
     return ModelEntry(card, card_path.resolve(), "file")
+
+
+def register_copy(card_path: Path, model_id: str) -> ModelEntry:
+    """Copy a saved model (card and weights beside it) into the user catalogue as `<id>.json`, checked first."""
+    entry = read_card(Path(card_path))
+    source = verify_weights(entry)
+    folder = user_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{model_id}.safetensors"
+    tmp = weights.with_name(f".{weights.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, weights)
+    copied = dict(entry.card, id=model_id, weights=weights.name)
+    write_json_atomic(folder / f"{model_id}.json", copied)
+    return ModelEntry(copied, (folder / f"{model_id}.json").resolve(), "user")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
 import time
 import zipfile
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from ..core.errors import Cancelled, ServerError, ServiceUnreachable, UserError
 from ..core.files import is_dicom_file, prepare_output, write_json_atomic, write_text_atomic
+from ..core.interrupts import sigterm_cancels
 from ..core.progress import status
 from ..staging.outputs import RESULT_FILE, ROIS_FILE
 from . import protocol as p
@@ -192,23 +192,6 @@ def _reason(exc) -> str:
     return text or type(exc).__name__
 
 
-@contextmanager
-def _sigterm_cancels():
-    """SIGTERM (the Slicer panel's Cancel) behaves like Ctrl-C: the remote job is cancelled first."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:      # not the main thread
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
 def _study_upload(input_path: Path, stack) -> tuple[dict, dict, int]:
     """(form fields, files, bytes): a volume file as it is, a DICOM series (its folder) as a zip."""
     if not input_path.exists():
@@ -279,7 +262,7 @@ def run_remote(kind: str, args, outputs) -> int:
     else:
         fields[p.SEGMENTATION] = "true" if args.segmentation else "false"
     out = prepare_output(Path(args.out), args.overwrite, names=outputs)
-    with ExitStack() as stack, _sigterm_cancels():
+    with ExitStack() as stack, sigterm_cancels():
         remote = Remote(args.server, args.token_file, values)
         stack.callback(remote.close)
         remote.wait_until_up(args.wait_for_server)

@@ -79,8 +79,13 @@ def reliability_png(path: Path, staging: dict, title: str) -> Path:
     return path
 
 
-def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test", device: str = "auto",
-                   overwrite: bool = False) -> dict:
+def evaluate_model(data, model: str | None, out: Path, split: str = "test", device: str = "auto",
+                   overwrite: bool = False, detector: str | None = None, explain: bool = True) -> dict:
+    """Metrics of the staging `model` and the `detector` (catalogue ids or cards; None: the bundled ones) on
+    a dataset split (`data`: its folder, or a loaded io.dataset.Dataset): staging with the true ROIs (the
+    content check by that detector), detection, and staging with the detected ROIs; `explain`: also how the
+    evidence maps point at the thrombus (training.explanation)."""
+    from ..io.dataset import Dataset
     from ..core.files import prepare_output
     from ..staging.inference import Stager
     from .calibration import (
@@ -90,7 +95,8 @@ def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test"
     )
     from .slice_bank import build_slice_bank
 
-    dataset = load_dataset(data)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    data = dataset.root
     out = prepare_output(Path(out), overwrite, names=("metrics.json", "confusion.png", "reliability.png"))
     stager = Stager(model, device)
     bank = build_slice_bank(dataset, stager.cfg.input, with_crops=stager.cfg.architecture != "vdpf",
@@ -99,7 +105,7 @@ def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test"
     if not bank.rois:
         raise UserError(f"{data}: the '{split}' split has no labeled ROI")
     probs, reasons, scores = trusted_predictions(stager.model, stager.trust, bank, stager.device)
-    reasons = _with_content_check(dataset, bank, reasons, device)
+    reasons = _with_content_check(dataset, bank, reasons, device, detector)
     labels = bank.roi_labels()
     staging = staging_metrics(labels, probs, list(dataset.classes), [r is not None for r in reasons])
     staging["unit"] = "thrombus ROI (mean of its slices' calibrated probabilities; indeterminate counts as wrong)"
@@ -117,10 +123,10 @@ def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test"
         "model": {"id": stager.entry.id, "sha256": stager.entry.card["sha256"], "config": stager.cfg.name},
         "staging": staging,
     }
-    detection = _detection_section(dataset, split, device, out, stager, staging)
+    detection = _detection_section(dataset, split, device, out, stager, staging, detector)
     if detection is not None:
         metrics["detection"] = detection
-    if stager.explains:
+    if explain and stager.explains:
         from .explanation import explain_cases
 
         metrics["explanation"] = explain_cases(dataset, _cases(dataset, split), stager)
@@ -133,7 +139,7 @@ def evaluate_model(data: Path, model: str | None, out: Path, split: str = "test"
     return metrics
 
 
-def _with_content_check(dataset, bank, reasons: list, device: str) -> list:
+def _with_content_check(dataset, bank, reasons: list, device: str, detector_model=None) -> list:
     """The detector's thrombus-content check of `stage`, on the ROIs the model would answer."""
     from ..detection.detector import load_detector
     from ..detection.view import prepare_view
@@ -141,7 +147,7 @@ def _with_content_check(dataset, bank, reasons: list, device: str) -> list:
     from ..io.volume import read_volume
     from ..staging.content import thrombus_check
 
-    detector = load_detector(None, device)
+    detector = load_detector(detector_model, device)
     cases = {c.id: c for c in dataset.cases}
     reasons = list(reasons)
     for case_id in dict.fromkeys(r["case"] for r in bank.rois):
@@ -161,17 +167,17 @@ def _cases(dataset, split: str):
     return list(dataset.cases) if split == "all" else dataset.split(split)
 
 
-def _detection_section(dataset, split, device, out, stager, staging) -> dict | None:
-    """Detector metrics and staging with detected ROIs, when a detector is installed."""
+def _detection_section(dataset, split, device, out, stager, staging, detector=None) -> dict | None:
+    """Detector metrics and staging with detected ROIs, when a detector is installed (or named)."""
     try:
         from ..detection.evaluation import evaluate_detection
         from ..models.catalog import list_models
     except ImportError:
         return None
-    if not list_models("detector"):
+    if detector is None and not list_models("detector"):
         return None
     cases = _cases(dataset, split)
-    found = evaluate_detection(dataset, cases, device=device, out_dir=out)
+    found = evaluate_detection(dataset, cases, model=detector, device=device, out_dir=out)
     section = dict(found["metrics"])
     section["staging_macro_f1_true_rois"] = staging["macro_f1"]
     detected = _staging_with_detected_rois(dataset, cases, found["rois"], stager)

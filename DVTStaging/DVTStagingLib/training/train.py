@@ -112,6 +112,16 @@ def _batch(model, bank: SliceBank, index, gen: torch.Generator, device):
     return [t.to(device) for t in model_inputs(model, g, m, c, z)]
 
 
+def _parameter_groups(model, encoder_lr_scale: float) -> list[dict]:
+    """The optimizer's parameter groups, each with its share of the learning rate (`lr_scale`)."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or encoder_lr_scale == 1.0:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    encoder = {id(p) for p in backbone.parameters()}
+    return [{"params": list(backbone.parameters()), "lr_scale": encoder_lr_scale},
+            {"params": [p for p in model.parameters() if id(p) not in encoder], "lr_scale": 1.0}]
+
+
 def _save_checkpoint(path: Path, model, optimizer, state: dict):
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -123,20 +133,27 @@ def _save_checkpoint(path: Path, model, optimizer, state: dict):
 def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, out: Path | None, seed: int,
                 device: torch.device, dist_env: Distributed | None = None, resume: bool = False,
                 log_name: str = "train", time_limit_s: float | None = None,
-                bf16: bool = False) -> tuple[torch.nn.Module, dict]:
+                bf16: bool = False, init_state: dict | None = None,
+                encoder_lr_scale: float = 1.0) -> tuple[torch.nn.Module, dict]:
     """Train one network; returns it with the best validation weights loaded, and the run's record.
 
     `time_limit_s` (a cluster's wall-time, say) ends the run early, with the best weights so far, when
     the next epoch would not finish inside it; the record then says so.  `bf16` runs forward and loss under
-    bf16 autocast on a GPU (weights, optimizer and validation stay float32)."""
+    bf16 autocast on a GPU (weights, optimizer and validation stay float32).  `init_state`: start from these
+    weights (fine-tuning, training.finetune); `encoder_lr_scale`: the shared ViT encoder then learns at this
+    fraction of the learning rate (layer-wise rates: the fusion module and head adapt, the features move less).
+    """
     run_started = time.perf_counter()
     dist_env = dist_env or Distributed(device)
     torch.manual_seed(seed)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     net = model
     if dist_env.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(_parameter_groups(model, encoder_lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay)
     weights = class_weights(train_bank.roi_labels(), cfg.num_classes).to(device)
     slice_labels = torch.from_numpy(train_bank.roi_labels()[train_bank.roi_of_slice])
     per_epoch = sum(min(cfg.slices_per_roi, int(n)) for n in np.bincount(train_bank.roi_of_slice))
@@ -166,7 +183,7 @@ def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, ou
             if len(index) == 0:     # ranks hold equal step counts, so DDP's all-reduce stays in step
                 index = chosen[: cfg.batch_size]
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(state["step"], warmup_steps, total_steps)
+                group["lr"] = cfg.lr * group["lr_scale"] * lr_factor(state["step"], warmup_steps, total_steps)
             inputs = _batch(model, train_bank, index, gen, device)
             target = slice_labels[np.sort(index)].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
@@ -240,11 +257,21 @@ def _prepare_run_folder(out: Path, resume: bool, dist_env: Distributed):
         out.mkdir(parents=True, exist_ok=True)
 
 
-def run_training(data: Path, config: ModelConfig, out: Path, seed: int = 0, device: str = "auto",
+def run_training(data: Path, config: ModelConfig | None, out: Path, seed: int = 0, device: str = "auto",
                  resume: bool = False, model_id: str | None = None, publish: bool = True,
-                 epochs: int | None = None, time_limit_s: float | None = None, bf16: bool = False) -> dict | None:
+                 epochs: int | None = None, time_limit_s: float | None = None, bf16: bool = False,
+                 init: str | None = None) -> dict | None:
+    """`init`: fine-tune this catalogued model (its network config; training.finetune's recipe) instead of
+    training `config` from scratch."""
     dev = resolve_device(device)
     dist_env = Distributed(dev)
+    parent = None
+    if init is not None:
+        from .finetune import finetune_config, parent_staging
+
+        parent = parent_staging(init)
+        config = finetune_config(parent[1], epochs)
+        epochs = None
     try:
         dataset = load_dataset(data)
         _prepare_run_folder(Path(out), resume, dist_env)     # before the slices: a wrong --out fails at once
@@ -260,7 +287,7 @@ def run_training(data: Path, config: ModelConfig, out: Path, seed: int = 0, devi
                                     crop_margin=config.crop_margin_px, workers=1)
         return train_on_bank(bank, config, Path(out), dataset.provenance(), list(dataset.classes), seed, dev,
                              dist_env, resume=resume, model_id=model_id, publish=publish, epochs=epochs,
-                             time_limit_s=time_limit_s, data_name=str(data), bf16=bf16)
+                             time_limit_s=time_limit_s, data_name=str(data), bf16=bf16, parent=parent)
     finally:
         dist_env.close()
 
@@ -268,19 +295,31 @@ def run_training(data: Path, config: ModelConfig, out: Path, seed: int = 0, devi
 def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: dict, classes: list[str], seed: int,
                   dev: torch.device, dist_env: Distributed, resume: bool = False, model_id: str | None = None,
                   publish: bool = True, epochs: int | None = None, time_limit_s: float | None = None,
-                  data_name: str = "the dataset", bf16: bool = False) -> dict | None:
+                  data_name: str = "the dataset", bf16: bool = False, parent: tuple | None = None,
+                  save: bool = True) -> dict | None:
     """Train on a bank's train split (selected on val), fit the trust figures, score val and test, and save
-    the model with its card in `out` (and the user catalogue when publishing).  Returns the card (rank 0)."""
+    the model with its card in `out` (and the user catalogue when publishing).  Returns the card (rank 0).
+
+    `parent`: (entry, config, weights) of a catalogued model to fine-tune (training.finetune.parent_staging).
+    `save=False`: return the card with the weights under "_weights" and write nothing (the caller saves)."""
     if epochs is not None:
         config = replace(config, epochs=epochs, warmup_epochs=min(config.warmup_epochs, max(1, epochs // 5)))
-    _prepare_run_folder(out, resume, dist_env)
+    if out is not None:
+        _prepare_run_folder(out, resume, dist_env)
     train_bank, val_bank, test_bank = bank.split("train"), bank.split("val"), bank.split("test")
     # Model selection looks at evenly spaced slices of each validation ROI; final metrics use them all.
     val_select = val_bank.thinned(VAL_SLICES_PER_ROI)
     if not train_bank.rois or not val_bank.rois:
         raise UserError(f"{data_name}: training needs ROIs in both the 'train' and the 'val' split")
+    if parent is not None:
+        from .finetune import ENCODER_LR_SCALE
+
+        status(f"train: fine-tuning '{parent[0].id}' ({len(train_bank.rois)} training ROIs; lr {config.lr:g}, "
+               f"encoder at {ENCODER_LR_SCALE:g} of it, up to {config.epochs} epochs)")
     model, record = train_model(config, train_bank, val_select, out, seed, dev, dist_env, resume,
-                                time_limit_s=time_limit_s, bf16=bf16)
+                                time_limit_s=time_limit_s, bf16=bf16,
+                                init_state=None if parent is None else parent[2],
+                                encoder_lr_scale=1.0 if parent is None else ENCODER_LR_SCALE)
     record["precision"] = "bf16 autocast" if bf16 and dev.type == "cuda" else "float32"
     if not dist_env.main:
         return None
@@ -294,7 +333,15 @@ def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: d
     model_id = model_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     card = model_card(config, provenance, record, metrics, seed)
     card["trust"] = trust.card_section()
+    if parent is not None:
+        from .finetune import parent_record
+
+        card["parent"] = parent_record(parent[0])
+        card["training"]["recipe"] = (f"fine-tuned from '{parent[0].id}': lr {config.lr:g} (encoder x{ENCODER_LR_SCALE:g}), "
+                                      f"early stopping on val macro F1 (patience {config.patience})")
     weights = {**model.state_dict(), **trust_tensors(trust)}
+    if not save:
+        return {**card, "_weights": weights}
     entry = save_model(weights, card, out, model_id)
     if publish:
         save_model(weights, card, user_dir(), model_id)
