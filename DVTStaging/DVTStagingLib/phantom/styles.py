@@ -2,8 +2,9 @@
 
 A style is a function `make_study(seed, stages) -> PhantomStudy`.  `analytic` is the style the bundled
 models are trained on.  Every style in HELD_OUT_STYLES is an "external site": other shape, texture and
-scanner code with the same cues, used only to score models zero-shot.  The training code refuses a
-dataset drawn in a held-out style (training/guard), so a model never learns it by accident.
+scanner code with the same cues.  The bundled models never train on it: it scores them zero-shot, and it is
+the "site" of the adaptation study (`adapt` fine-tunes on some of its studies and is scored on others,
+docs/results/adapt-fields.md), as a hospital adapts the models to its own scanners.
 """
 
 from __future__ import annotations
