@@ -161,3 +161,13 @@ def test_fields_dataset_is_valid(tmp_path):
     assert all("fields" in case.id for case in dataset.cases)
     truth = json.loads(dataset.path(dataset.cases[0].extra["truth"]).read_text(encoding="utf-8"))
     assert truth["style"] == "fields"
+
+
+def test_a_thrombus_whose_segment_has_no_room_is_still_drawn():
+    """Seed 9700's 45th study (`phantom --style fields --seed 9700 --cases 60`) put a common-to-femoral thrombus
+    below a confluence that sat high in the field of view: the range of its top was empty and the whole
+    dataset stopped with "high - low < 0".  The study is drawn now, its thrombus inside its ROI."""
+    study = make_study(2254276417, ["subacute"])
+    assert len(study.rois) == 1 and study.truth["thrombi"][0]["stage"] == "subacute"
+    mask = study.instances == 1
+    assert mask.any() and (mask & ~study.rois[0].voxel_mask(study.volume)).sum() == 0

@@ -128,6 +128,12 @@ def draw_cues(rng: np.random.Generator, stage: str) -> Cues:
                 float(edema), float(sc_edema), float(swell), channels, webs, collaterals, small)
 
 
+def _uniform_from(rng: np.random.Generator, low: float, high: float) -> float:
+    """A uniform draw in [low, high]; `low` when the range is empty (a confluence high in the field of view, a
+    long thrombus).  One draw either way, so the studies drawn after it do not change."""
+    return float(rng.uniform(low, max(low, high)))
+
+
 def place_thrombus(rng: np.random.Generator, cues: Cues, side: str, tree: Tree, z_lo: float, z_hi: float) -> Thrombus:
     """Choose the segment and extent of the thrombus along the leg's veins (within z_lo..z_hi)."""
     conf = tree.confluence_z
@@ -145,10 +151,10 @@ def place_thrombus(rng: np.random.Generator, cues: Cues, side: str, tree: Tree, 
         top = rng.uniform(conf + length + 2, top_cfv)
     elif u < 0.5:
         vessel, segment = "vein", "common femoral to femoral vein"
-        top = rng.uniform(max(conf + 5, conf + 0.3 * length), min(top_cfv, conf + 0.7 * length + 5))
+        top = _uniform_from(rng, max(conf + 5, conf + 0.3 * length), min(top_cfv, conf + 0.7 * length + 5))
     else:
         vessel, segment = "vein", "femoral vein"
-        top = rng.uniform(max(z_lo + length + 10, conf - 160), conf - 10)
+        top = _uniform_from(rng, max(z_lo + length + 10, conf - 160), conf - 10)
     top = float(np.clip(top, z_lo + length + 5, z_hi - 5))
     bottom = top - length
     if cues.kind == "free-floating":
