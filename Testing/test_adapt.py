@@ -190,3 +190,13 @@ def test_a_box_without_a_parent_detection_learns_its_core_ellipse(site):
     box_slices = inside.flatten(1).any(dim=1)
     assert bool((fallback.flatten(1).amax(dim=1)[box_slices] == 1.0).all())
     assert float((fallback > 0).sum()) < 0.5 * float(inside.sum())
+
+
+def test_an_adapted_model_that_misses_the_error_target_on_the_site_is_flagged():
+    from DVTStagingLib.training.adapt import reliability_warning
+
+    capped = {"rule": "coverage cap", "val_answered_error_rate": 0.53, "target_risk": 0.05, "val_rois": 15}
+    assert "wrong 53% of the time" in reliability_warning(capped)
+    assert reliability_warning(dict(capped, rule="risk control", val_answered_error_rate=0.04)) is None
+    assert reliability_warning(dict(capped, val_answered_error_rate=0.03)) is None
+    assert reliability_warning({}) is None

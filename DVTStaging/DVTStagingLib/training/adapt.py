@@ -69,6 +69,18 @@ def site_splits(dataset: Dataset, seed: int) -> Dataset:
     return site
 
 
+def reliability_warning(fit: dict) -> str | None:
+    """A line for the researcher when the adapted staging model misses the answered-error target on the site's
+    validation split: its confidence threshold then only caps abstention (training.calibration), and many of its
+    answers will be wrong with confidence."""
+    error, target = fit.get("val_answered_error_rate"), fit.get("target_risk")
+    if fit.get("rule") != "coverage cap" or error is None or target is None or error <= target:
+        return None
+    return (f"on the site's validation split ({fit.get('val_rois')} ROIs) the adapted staging model's answers are "
+            f"wrong {error:.0%} of the time (target {target:.0%}); do not use it before it is better: label more "
+            "studies of this site and adapt again")
+
+
 def _scores(site: Dataset, staging_card, detector_card, device: str, out: Path) -> dict:
     """The before/after row: a staging model and a detector scored on the site's test split."""
     from .evaluate import evaluate_model
@@ -162,6 +174,9 @@ def adapt(data, out, device: str = "auto", init_staging: str | None = None, init
                                          Distributed(dev), publish=False, model_id=staging_id,
                                          data_name=str(data), parent=staging_parent, save=False)
             timings["staging_s"] = round(time.perf_counter() - t, 1)
+            unreliable = reliability_warning(staging_card.get("trust", {}).get("fit", {}))
+            if unreliable:
+                status(f"adapt: warning: {unreliable}")
 
             t = time.perf_counter()
             detector_parent = catalog.resolve(init_detector, "detector")
@@ -183,6 +198,7 @@ def adapt(data, out, device: str = "auto", init_staging: str | None = None, init
             staged, detected = _save_pair(partial, staging_card, detector_card, staging_id, detector_id)
             t = time.perf_counter()
             report = {"site": site.provenance(), "splits": split_counts, "seed": seed, "device": str(dev),
+                      "warning": unreliable,
                       "case_splits": {c.id: c.split for c in site.cases},
                       "parents": {"staging": staged.card["parent"], "detector": detected.card["parent"]},
                       "models": {"staging": {"id": staging_id, "sha256": staged.card["sha256"]},
@@ -214,6 +230,8 @@ def adapt(data, out, device: str = "auto", init_staging: str | None = None, init
             status(f"adapt: {line}")
     else:
         status("adapt: the site has no test split; no before/after table")
+    if report.get("warning"):
+        status(f"adapt: warning: {report['warning']}")
     status(f"adapt: wrote {out / (STAGING_FILE + '.json')} and {out / (DETECTOR_FILE + '.json')} "
            f"in {timings['total_s'] / 60:.1f} min")
     return report
