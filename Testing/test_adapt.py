@@ -66,6 +66,11 @@ def test_adapt_on_a_tiny_boxes_only_dataset_writes_both_cards_with_provenance(ad
     assert staging["training_data"]["folder"] == "site-a" and staging["training_data"]["cases"] == 6
     assert staging["id"].startswith("site-a-staging-") and detector["id"].startswith("site-a-detector-")
     assert staging["trust"]["temperature"] > 0 and staging["trust"]["ood_threshold"] is not None   # re-fitted
+    # model selection starts with the parent itself: a fine-tune is kept only where it beats it on the site
+    history = detector["training"]["history"]
+    assert history[0]["epoch"] == 0 and history[0]["loss"] is None and len(history) == 2
+    assert "train: the starting model: val macro F1" in adapted["proc"].stderr
+    assert staging["training"]["best_epoch"] >= 0
     # the dataset's provenance, never where it lay on this machine
     assert str(adapted["site"].parent) not in _text_of(out) and str(out.parent) not in _text_of(out)
     # the site's dataset.json is read, not rewritten (its cases stay unassigned)
@@ -193,7 +198,7 @@ def test_a_box_without_a_parent_detection_learns_its_core_ellipse(site):
 
 
 def test_an_adapted_model_that_misses_the_error_target_on_the_site_is_flagged():
-    from DVTStagingLib.training.adapt import reliability_warning
+    from DVTStagingLib.research.adapt import reliability_warning
 
     capped = {"rule": "coverage cap", "val_answered_error_rate": 0.53, "target_risk": 0.05, "val_rois": 15}
     assert "wrong 53% of the time" in reliability_warning(capped)

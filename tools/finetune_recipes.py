@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DVTStaging"))
 
 import torch  # noqa: E402
 from DVTStagingLib.io.dataset import load_dataset  # noqa: E402
-from DVTStagingLib.training.adapt import site_splits  # noqa: E402
+from DVTStagingLib.research.adapt import site_splits  # noqa: E402
 from DVTStagingLib.training.calibration import fit_trust, trusted_predictions  # noqa: E402
 from DVTStagingLib.training.finetune import parent_staging  # noqa: E402
 from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402

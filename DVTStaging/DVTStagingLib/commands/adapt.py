@@ -29,7 +29,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..core.errors import UserError
-    from ..training.adapt import adapt
+    from ..research.adapt import adapt
 
     for name in ("staging_epochs", "detector_epochs", "detector_steps"):
         value = getattr(args, name)

@@ -169,6 +169,31 @@ def train_detector(train: list[PreparedStudy], val: list[PreparedStudy], spec: D
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     use_bf16 = device.type == "cuda"
     history, best = [], None
+
+    def consider(epoch: int, losses: list) -> None:
+        """Validate the network as it is now; keep it when it is the best so far."""
+        nonlocal best
+        outcomes, threshold = _validate(network, val, spec, post, device, config.max_false_per_study)
+        metrics = detection_metrics(outcomes, threshold)
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "roi_threshold": threshold,
+                  "val_recall_3d": metrics["recall_3d"], "val_false_rois_per_study": metrics["false_rois_per_study"],
+                  "val_mean_iou_3d": metrics["mean_iou_3d"],
+                  "seconds": round(time.perf_counter() - start, 1)}
+        # Selection: 3D recall within the false-ROI budget first, then fewer false ROIs, then better boxes.
+        key = ((metrics["recall_3d"] or 0.0), -metrics["false_rois_per_study"], (metrics["mean_iou_3d"] or 0.0))
+        record["selected"] = best is None or key > best[0]
+        if record["selected"]:
+            best = (key, copy.deepcopy({k: v.detach().cpu() for k, v in network.state_dict().items()}),
+                    threshold, metrics)
+        history.append(record)
+        if progress:
+            status("train-detector: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in record.items()))
+
+    if init_state is not None:
+        # Epoch 0 is the parent itself (its ROI threshold re-chosen on this validation split): fine-tuning is
+        # kept only where it beats the model it started from.
+        consider(0, [])
     bar = Progress("train-detector", total, enabled=progress, min_interval=5.0)
     network.train()
     step = 0
@@ -187,22 +212,7 @@ def train_detector(train: list[PreparedStudy], val: list[PreparedStudy], spec: D
             losses.append(loss.detach().item())
             step += 1
             bar.update(step)
-        outcomes, threshold = _validate(network, val, spec, post, device, config.max_false_per_study)
-        metrics = detection_metrics(outcomes, threshold)
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "roi_threshold": threshold,
-                  "val_recall_3d": metrics["recall_3d"], "val_false_rois_per_study": metrics["false_rois_per_study"],
-                  "val_mean_iou_3d": metrics["mean_iou_3d"],
-                  "seconds": round(time.perf_counter() - start, 1)}
-        # Selection: 3D recall within the false-ROI budget first, then fewer false ROIs, then better boxes.
-        key = ((metrics["recall_3d"] or 0.0), -metrics["false_rois_per_study"], (metrics["mean_iou_3d"] or 0.0))
-        record["selected"] = best is None or key > best[0]
-        if record["selected"]:
-            best = (key, copy.deepcopy({k: v.detach().cpu() for k, v in network.state_dict().items()}),
-                    threshold, metrics)
-        history.append(record)
-        if progress:
-            status("train-detector: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                                 for k, v in record.items()))
+        consider(epoch, losses)
     _, state, threshold, val_metrics = best
     final_post = PostProcess(**dict(asdict(post), roi_threshold=threshold))
     return TrainedDetector(state, spec, final_post, config, history, val_metrics, time.perf_counter() - start)

@@ -56,7 +56,7 @@ def check_site_dataset(dataset: Dataset, where) -> dict:
 
 def site_splits(dataset: Dataset, seed: int) -> Dataset:
     """The dataset with its `unassigned` cases split train/val/test by patient, stratified by stage (in memory)."""
-    from ..research.dataset_tools import assign_splits
+    from .dataset_tools import assign_splits
 
     todo = [c for c in dataset.cases if c.split == "unassigned"]
     assigned = assign_splits(todo, seed=seed) if todo else {}
@@ -83,7 +83,7 @@ def reliability_warning(fit: dict) -> str | None:
 
 def _scores(site: Dataset, staging_card, detector_card, device: str, out: Path) -> dict:
     """The before/after row: a staging model and a detector scored on the site's test split."""
-    from .evaluate import evaluate_model
+    from ..training.evaluate import evaluate_model
 
     metrics = evaluate_model(site, str(staging_card), out, split="test", device=device, overwrite=True,
                              detector=str(detector_card), explain=False)
@@ -102,7 +102,7 @@ def _scores(site: Dataset, staging_card, detector_card, device: str, out: Path) 
 
 ROWS = (("macro F1, true ROIs", "macro_f1_true_rois", "{:.3f}"),
         ("macro F1, detected ROIs", "macro_f1_detected_rois", "{:.3f}"),
-        ("indeterminate", "indeterminate_rate", "{:.1%}"),
+        ("indeterminate rate", "indeterminate_rate", "{:.1%}"),
         ("confidently wrong", "confidently_wrong_rate", "{:.1%}"),
         ("detector recall (3D)", "detector_recall", "{:.3f}"),
         ("false ROIs per study", "false_rois_per_study", "{:.2f}"))
@@ -150,9 +150,9 @@ def adapt(data, out, device: str = "auto", init_staging: str | None = None, init
     from ..detection.training import FINETUNE, TrainingConfig, train_and_save
     from ..models import catalog
     from ..models.devices import resolve_device
-    from .finetune import finetune_config, parent_staging
-    from .slice_bank import build_slice_bank
-    from .train import Distributed, train_on_bank
+    from ..training.finetune import finetune_config, parent_staging
+    from ..training.slice_bank import build_slice_bank
+    from ..training.train import Distributed, train_on_bank
 
     dev = resolve_device(device)
     stamp = time.strftime("%Y%m%d-%H%M%S")
