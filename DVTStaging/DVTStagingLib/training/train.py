@@ -169,13 +169,6 @@ def train_model(cfg: ModelConfig, train_bank: SliceBank, val_bank: SliceBank, ou
         state["best_state"] = saved["best_state"] or None
         if dist_env.main:
             status(f"{log_name}: resumed at epoch {state['epoch']} (best macro F1 {state['best_f1']:.3f})")
-    if init_state is not None and state["epoch"] == 0 and dist_env.main:
-        # Epoch 0 is the parent itself: fine-tuning is kept only where it beats the model it started from.
-        _, roi_probs = predict_bank(model, val_bank, device)
-        parent = staging_metrics(val_bank.roi_labels(), roi_probs, list(STAGES[: cfg.num_classes]))
-        state.update(best_f1=parent["macro_f1"], best_epoch=0,
-                     best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        status(f"{log_name}: the starting model: val macro F1 {parent['macro_f1']:.3f} acc {parent['accuracy']:.3f}")
     progress = Progress(log_name, cfg.epochs, enabled=dist_env.main)
     progress.update(state["epoch"], force=True)
     while state["epoch"] < cfg.epochs:
