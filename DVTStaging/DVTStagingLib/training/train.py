@@ -330,7 +330,8 @@ def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: d
             probs, reasons, _ = trusted_predictions(model, trust, part, dev)
             metrics[name] = staging_metrics(part.roi_labels(), probs, classes, [r is not None for r in reasons])
             metrics[name]["ece"] = expected_calibration_error(probs, part.roi_labels())
-    model_id = model_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = f"{parent[0].id}-finetuned" if parent is not None else config.name
+    model_id = model_id or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
     card = model_card(config, provenance, record, metrics, seed)
     card["trust"] = trust.card_section()
     if parent is not None:
