@@ -52,20 +52,17 @@ def train_detector_command(data, out, epochs=None, seed=0, device="auto", steps_
                            model_id="detector-phantom", init=None):
     """Train from a dataset folder (train split), select on val, report on test; write weights and card to out.
 
-    `init` (catalogue id or card): fine-tune that detector (training.FINETUNE's recipe; studies with boxes but
+    `init` (catalogue id or card): fine-tune that detector (training.finetune_config; studies with boxes but
     no thrombus mask learn from its pseudo-masks inside the boxes)."""
 
     from ..io.dataset import load_dataset
     from ..models import catalog
     from ..models.devices import resolve_device
     from .detector import load_detector
-    from .training import FINETUNE, TrainingConfig, train_and_save
+    from .training import TrainingConfig, finetune_config, train_and_save
     from .view import DetectorInput
 
-    recipe = FINETUNE if init is not None else {}
-    epochs = epochs if epochs is not None else recipe.get("epochs", 25)
-    steps_per_epoch = steps_per_epoch if steps_per_epoch is not None else recipe.get("steps_per_epoch", 200)
-    if epochs < 1 or steps_per_epoch < 1 or batch < 1:
+    if any(v is not None and v < 1 for v in (epochs, steps_per_epoch, batch)):
         raise UserError("--epochs, --steps-per-epoch and --batch must be at least 1")
     dataset = load_dataset(data)
     splits = {name: dataset.split(name) for name in ("train", "val", "test")}
@@ -80,10 +77,10 @@ def train_detector_command(data, out, epochs=None, seed=0, device="auto", steps_
     box_parent = load_detector(parent.card_path, device) if parent is not None else None
     spec = box_parent.spec if box_parent is not None else DetectorInput()
     prepared = load_detector_studies(dataset, splits, spec, box_parent)
-    config = TrainingConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch, seed=seed,
-                            **({k: recipe[k] for k in ("lr", "warmup_steps")} if recipe else {}),
-                            **({"network": parent.card.get("config", {}).get("network") or TrainingConfig().network}
-                               if parent is not None else {}))
+    if parent is not None:
+        config = finetune_config(parent, seed, epochs, steps_per_epoch, batch)
+    else:
+        config = TrainingConfig(epochs=epochs or 25, steps_per_epoch=steps_per_epoch or 200, batch=batch, seed=seed)
     training_data = dataset.provenance()
     entry, test_metrics = train_and_save(prepared["train"], prepared["val"], prepared["test"], spec, config,
                                          torch_device, out, model_id, training_data, parent=parent)

@@ -56,15 +56,16 @@ def prepare_study(case_id: str, volume: Volume, thrombus: np.ndarray | None, roi
     `box_parent` (a detection.detector.Detector): a study without a thrombus mask gets the pseudo-mask of its
     ROI boxes (detection.box_targets) as its target, instead of "no thrombus anywhere"."""
     view = prepare_view(volume, spec)
-    if thrombus is None and with_target and box_parent is not None and rois:
+    boxes_only = thrombus is None and box_parent is not None and bool(rois)
+    if thrombus is None:
+        thrombus = np.zeros(volume.array.shape, dtype=bool)
+    target = None
+    if with_target and boxes_only:
         from .box_targets import box_pseudo_target
 
         target = box_pseudo_target(box_parent, view, volume, rois).to(torch.float16)
-        thrombus = np.zeros(volume.array.shape, dtype=bool)
-    else:
-        if thrombus is None:
-            thrombus = np.zeros(volume.array.shape, dtype=bool)
-        target = resample_mask(view, thrombus).to(torch.float16) if with_target else None
+    elif with_target:
+        target = resample_mask(view, thrombus).to(torch.float16)
     extents = [roi.ijk_extent(volume) for roi in rois]
     boxes = truth_slice_boxes(view, thrombus)
     if not keep_volume:

@@ -246,6 +246,15 @@ def model_card(trained: TrainedDetector, training_data: dict, test_metrics: dict
 FINETUNE = {"lr": 5e-4, "warmup_steps": 50, "epochs": 8, "steps_per_epoch": 100}
 
 
+def finetune_config(parent, seed: int = 0, epochs: int | None = None, steps_per_epoch: int | None = None,
+                    batch: int = 16) -> TrainingConfig:
+    """The recipe (FINETUNE, `epochs`/`steps_per_epoch` where given) for the network of `parent` (a
+    catalog.ModelEntry)."""
+    recipe = dict(FINETUNE, **{k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)) if v})
+    network = parent.card.get("config", {}).get("network") or TrainingConfig().network
+    return TrainingConfig(seed=seed, batch=batch, network=network, **recipe)
+
+
 def train_and_save(train: list[PreparedStudy], val: list[PreparedStudy], test: list[PreparedStudy],
                    spec: DetectorInput, config: TrainingConfig, device: torch.device, out_dir, model_id: str,
                    training_data: dict, progress: bool = True, parent=None, save: bool = True):
@@ -277,8 +286,7 @@ def train_and_save(train: list[PreparedStudy], val: list[PreparedStudy], test: l
                        f"{model_id}: test split ({len(test)} studies)")
     card = model_card(trained, training_data, test_metrics, str(device))
     if parent is not None:
-        card["parent"] = {"id": parent.id, "sha256": parent.card.get("sha256"),
-                          "version": str(parent.card.get("version", "")), "source": parent.source}
+        card["parent"] = catalog.parent_record(parent)
         card["training"]["recipe"] = (f"fine-tuned from '{parent.id}' (lr {config.lr:g}); studies with ROI boxes "
                                       "but no thrombus mask learn from box pseudo-masks (detection.box_targets)")
     if not save:

@@ -153,6 +153,12 @@ def save_model(state_dict: dict, card: dict, folder: Path, model_id: str, stem: 
     return ModelEntry(card, card_path.resolve(), "file")
 
 
+def parent_record(entry: ModelEntry) -> dict:
+    """What a fine-tuned model's card records of the model it started from (no machine path)."""
+    return {"id": entry.id, "sha256": entry.card.get("sha256"), "version": str(entry.card.get("version", "")),
+            "source": entry.source}
+
+
 def register_copy(card_path: Path, model_id: str) -> ModelEntry:
     """Copy a saved model (card and weights beside it) into the user catalogue as `<id>.json`, checked first."""
     entry = read_card(Path(card_path))

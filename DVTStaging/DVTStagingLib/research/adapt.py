@@ -147,7 +147,8 @@ def adapt(data, out, device: str = "auto", init_staging: str | None = None, init
 
     from ..detection.commands import load_detector_studies
     from ..detection.detector import load_detector
-    from ..detection.training import FINETUNE, TrainingConfig, train_and_save
+    from ..detection.training import finetune_config as detector_finetune_config
+    from ..detection.training import train_and_save
     from ..models import catalog
     from ..models.devices import resolve_device
     from ..training.finetune import finetune_config, parent_staging
@@ -185,10 +186,7 @@ def adapt(data, out, device: str = "auto", init_staging: str | None = None, init
                    "thrombus mask)")
             splits = {name: site.split(name) for name in ("train", "val", "test")}
             prepared = load_detector_studies(site, splits, box_parent.spec, box_parent)
-            recipe = dict(FINETUNE, **{k: v for k, v in (("epochs", detector_epochs),
-                                                          ("steps_per_epoch", detector_steps)) if v})
-            det_config = TrainingConfig(seed=seed, network=detector_parent.card["config"].get(
-                "network", TrainingConfig().network), **recipe)
+            det_config = detector_finetune_config(detector_parent, seed, detector_epochs, detector_steps)
             detector_card, _ = train_and_save(prepared["train"], prepared["val"], prepared["test"], box_parent.spec,
                                               det_config, dev, partial, detector_id, site.provenance(),
                                               parent=detector_parent, save=False)

@@ -49,12 +49,17 @@ def context_window(network, box: torch.Tensor) -> tuple[slice, slice]:
     return window[0], window[1]
 
 
+def windowed(network, inputs: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`inputs` ([n, 3, H, W]) and `box` ([n, H, W]) cut to the `context_window` of the box."""
+    rows, cols = context_window(network, box)
+    return inputs[:, :, rows, cols], box[:, rows, cols]
+
+
 def _max_inside(detector, inputs: torch.Tensor, box: torch.Tensor) -> float:
     """The highest detector probability inside `box` ([n, H, W] bool) over `inputs` ([n, 3, H, W])."""
     if not bool(box.any()):
         return 0.0
-    rows, cols = context_window(detector.network, box)
-    inputs, box = inputs[:, :, rows, cols], box[:, rows, cols]
+    inputs, box = windowed(detector.network, inputs, box)
     best = 0.0
     for start in range(0, len(inputs), BATCH):
         part = slice(start, start + BATCH)

@@ -1,7 +1,8 @@
 """The torch time of an answer's own model work: the staging network's forward over the ROI's slices (as the
 answer runs it: with attention maps, and with gradients where it keeps its forward for the evidence pass) and
-the detector's content check (on the window of the slices it runs), on inputs prepared beforehand.  The yardstick of `benchmark-service`: the rest
-of a request's time to answer is work around the model (preparing slices, the result, the request itself).
+the detector's content check (on the window of the slices it runs), on inputs prepared beforehand.  The
+yardstick of `benchmark-service`: the rest of a request's time to answer is work around the model (preparing
+slices, the result, the request itself).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 import torch
 
-from .content import BATCH, context_window, content_inputs
+from .content import BATCH, content_inputs, windowed
 from .evidence import model_inputs_from_planes, view_planes
 from .slices import prepare_study, slice_pairs
 
@@ -57,9 +58,8 @@ def answer_model_seconds(stager, detector, volume, roi, repeats: int = 5) -> dic
     found = content_inputs(detector, volume, roi, study)
     content_s = 0.0
     if found is not None:
-        rows, cols = context_window(detector.network, found[1])     # the part of the slices the check runs
-        inputs = found[0][:, :, rows, cols].to(detector.device, dtype=torch.float32).contiguous(
-            memory_format=torch.channels_last)
+        inputs, _ = windowed(detector.network, *found)     # the part of the slices the check runs
+        inputs = inputs.to(detector.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
 
         def check():
             with torch.inference_mode():

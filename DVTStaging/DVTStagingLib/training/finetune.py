@@ -42,8 +42,3 @@ def finetune_config(cfg: ModelConfig, epochs: int | None = None) -> ModelConfig:
     return replace(cfg, lr=cfg.lr * LR_FACTOR, epochs=epochs, warmup_epochs=min(WARMUP_EPOCHS, epochs),
                    patience=PATIENCE)
 
-
-def parent_record(entry: ModelEntry) -> dict:
-    """What a fine-tuned model's card records of the model it started from (no machine path)."""
-    return {"id": entry.id, "sha256": entry.card.get("sha256"), "version": str(entry.card.get("version", "")),
-            "source": entry.source}

@@ -27,7 +27,7 @@ from ..core.progress import Progress, status
 from ..core.stages import STAGES
 from ..io.dataset import load_dataset
 from ..models.build import build_model
-from ..models.catalog import NOT_FOR_CLINICAL_USE, save_model, user_dir
+from ..models.catalog import NOT_FOR_CLINICAL_USE, parent_record, save_model, user_dir
 from ..models.config import ModelConfig
 from ..models.devices import resolve_device
 from .augment import augment_batch
@@ -37,6 +37,7 @@ from .calibration import (
     trust_tensors,
     trusted_predictions,
 )
+from .finetune import ENCODER_LR_SCALE, finetune_config, parent_staging
 from .metrics import staging_metrics
 from .predict import model_inputs, predict_bank
 from .slice_bank import SliceBank, build_slice_bank
@@ -267,8 +268,6 @@ def run_training(data: Path, config: ModelConfig | None, out: Path, seed: int = 
     dist_env = Distributed(dev)
     parent = None
     if init is not None:
-        from .finetune import finetune_config, parent_staging
-
         parent = parent_staging(init)
         config = finetune_config(parent[1], epochs)
         epochs = None
@@ -312,8 +311,6 @@ def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: d
     if not train_bank.rois or not val_bank.rois:
         raise UserError(f"{data_name}: training needs ROIs in both the 'train' and the 'val' split")
     if parent is not None:
-        from .finetune import ENCODER_LR_SCALE
-
         status(f"train: fine-tuning '{parent[0].id}' ({len(train_bank.rois)} training ROIs; lr {config.lr:g}, "
                f"encoder at {ENCODER_LR_SCALE:g} of it, up to {config.epochs} epochs)")
     model, record = train_model(config, train_bank, val_select, out, seed, dev, dist_env, resume,
@@ -335,11 +332,10 @@ def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: d
     card = model_card(config, provenance, record, metrics, seed)
     card["trust"] = trust.card_section()
     if parent is not None:
-        from .finetune import parent_record
-
         card["parent"] = parent_record(parent[0])
-        card["training"]["recipe"] = (f"fine-tuned from '{parent[0].id}': lr {config.lr:g} (encoder x{ENCODER_LR_SCALE:g}), "
-                                      f"early stopping on val macro F1 (patience {config.patience})")
+        card["training"]["recipe"] = (f"fine-tuned from '{parent[0].id}': lr {config.lr:g} "
+                                      f"(encoder x{ENCODER_LR_SCALE:g}), early stopping on val macro F1 "
+                                      f"(patience {config.patience})")
     weights = {**model.state_dict(), **trust_tensors(trust)}
     if not save:
         return {**card, "_weights": weights}
