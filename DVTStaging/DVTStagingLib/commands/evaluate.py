@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ..core.errors import UserError
 from . import options
 
 NAME = "evaluate"
@@ -18,6 +19,9 @@ def add_arguments(p):
     p.add_argument("--config", default="vdpf-small", help="base config of the comparison")
     p.add_argument("--epochs", type=int, default=None, help="comparison: epochs per variant")
     p.add_argument("--variants", nargs="+", default=None, help="comparison: table rows to run (default: all)")
+    p.add_argument("--roi-jitter", type=int, default=0, metavar="N",
+                   help="also stage N redrawn boxes per true ROI (centre moved up to 4 mm, each side scaled "
+                        "x0.8-1.4) and report how often the answer holds")
     options.add_seed(p)
     options.add_output(p, "dvt-evaluate")
 
@@ -25,10 +29,12 @@ def add_arguments(p):
 def run(args) -> int:
     from ..training.evaluate import compare, evaluate_model
 
+    if args.roi_jitter < 0:
+        raise UserError("--roi-jitter must be 0 or more")
     if args.compare:
         compare(args.data, args.out, base=args.config, epochs=args.epochs, seed=args.seed, device=args.device,
                 variants=args.variants, model=args.model, overwrite=args.overwrite)
     else:
         evaluate_model(args.data, args.model, args.out, split=args.split, device=args.device, overwrite=args.overwrite,
-                       detector=args.detector)
+                       detector=args.detector, roi_jitter=args.roi_jitter)
     return 0

@@ -58,6 +58,7 @@ def train_detector_command(data, out, epochs=None, seed=0, device="auto", steps_
     from ..io.dataset import load_dataset
     from ..models import catalog
     from ..models.devices import resolve_device
+    from ..phantom.styles import refuse_held_out_style
     from .detector import load_detector
     from .training import TrainingConfig, finetune_config, train_and_save
     from .view import DetectorInput
@@ -65,6 +66,8 @@ def train_detector_command(data, out, epochs=None, seed=0, device="auto", steps_
     if any(v is not None and v < 1 for v in (epochs, steps_per_epoch, batch)):
         raise UserError("--epochs, --steps-per-epoch and --batch must be at least 1")
     dataset = load_dataset(data)
+    if init is None:
+        refuse_held_out_style(dataset, "train-detector")
     splits = {name: dataset.split(name) for name in ("train", "val", "test")}
     if not splits["train"] or not splits["val"]:
         raise UserError(f"{data}: the detector needs cases in both the train and the val split "

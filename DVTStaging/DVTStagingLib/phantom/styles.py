@@ -31,3 +31,22 @@ def make_study(seed: int, stages: list[str], style: str = TRAINING_STYLE):
     if style not in _MODULES:
         raise UserError(f"unknown phantom style {style!r}; choose one of {', '.join(style_names())}")
     return import_module(_MODULES[style], __package__).make_study(seed, stages)
+
+
+def held_out_style_of(dataset) -> str | None:
+    """The held-out style a dataset (io.dataset.Dataset) was drawn in, by its source or any case; else None."""
+    styles = {(dataset.meta.get("source") or {}).get("style")} | {c.extra.get("style") for c in dataset.cases}
+    held = sorted(s for s in styles if s in HELD_OUT_STYLES)
+    return held[0] if held else None
+
+
+def refuse_held_out_style(dataset, what: str) -> None:
+    """A model trained from scratch on an external site's style would make that site's scores meaningless.
+
+    Fine-tuning (`--init`, `adapt`) is what a site does with its own studies, so it may use them; training a
+    model from scratch (the way the bundled models are made) may not."""
+    style = held_out_style_of(dataset)
+    if style is not None:
+        raise UserError(f"{dataset.root}: drawn in the held-out phantom style '{style}', an external site kept for "
+                        f"scoring and site adaptation only; {what} does not train a model from scratch on it "
+                        f"(fine-tune one with --init, or run adapt)")

@@ -80,7 +80,7 @@ def _make_case(root: str, the_id: str, plan: dict, style: str = TRAINING_STYLE) 
         labels=[{"roi": t["roi"], "stage": t["stage"], "side": t["side"]} for t in study.truth["thrombi"]],
         split=plan["split"],
         status="labeled",
-        extra={"patient": the_id, "annotator": "phantom", "truth": str(rel / files["truth"])},
+        extra={"patient": the_id, "annotator": "phantom", "truth": str(rel / files["truth"]), "style": style},
     )
     return case.to_json()
 

@@ -80,11 +80,14 @@ def reliability_png(path: Path, staging: dict, title: str) -> Path:
 
 
 def evaluate_model(data, model: str | None, out: Path, split: str = "test", device: str = "auto",
-                   overwrite: bool = False, detector: str | None = None, explain: bool = True) -> dict:
+                   overwrite: bool = False, detector: str | None = None, explain: bool = True,
+                   roi_jitter: int = 0) -> dict:
     """Metrics of the staging `model` and the `detector` (catalogue ids or cards; None: the bundled ones) on
     a dataset split (`data`: its folder, or a loaded io.dataset.Dataset): staging with the true ROIs (the
     content check by that detector), detection, and staging with the detected ROIs; `explain`: also how the
-    evidence maps point at the thrombus (training.explanation)."""
+    evidence maps point at the thrombus (training.explanation).  A phantom dataset also gets the answers per
+    drawn cue (training.cue_analysis); `roi_jitter` N > 0: N redrawn boxes per true ROI are staged too
+    (training.roi_jitter)."""
     from ..io.dataset import Dataset
     from ..core.files import prepare_output
     from ..staging.inference import Stager
@@ -123,6 +126,13 @@ def evaluate_model(data, model: str | None, out: Path, split: str = "test", devi
         "model": {"id": stager.entry.id, "sha256": stager.entry.card["sha256"], "config": stager.cfg.name},
         "staging": staging,
     }
+    from .cue_analysis import cue_analysis
+
+    cues = cue_analysis(dataset, staging["predictions"], list(dataset.classes))
+    if cues is not None:          # a phantom: which cue the answers follow, and the wrong ones
+        metrics["cues"] = cues
+    if roi_jitter:
+        metrics["roi_jitter"] = _jitter_section(dataset, _cases(dataset, split), stager, device, roi_jitter, detector)
     detection = _detection_section(dataset, split, device, out, stager, staging, detector)
     if detection is not None:
         metrics["detection"] = detection
@@ -134,8 +144,12 @@ def evaluate_model(data, model: str | None, out: Path, split: str = "test", devi
     confusion_png(out / "confusion.png", staging, f"{stager.entry.id} on {split}")
     reliability_png(out / "reliability.png", staging, f"{stager.entry.id} on {split}")
     status(f"evaluate: {split} macro F1 {staging['macro_f1']:.3f}, accuracy {staging['accuracy']:.3f}, "
-           f"ECE {staging['ece']:.3f}, indeterminate {staging['indeterminate_rate']:.1%} "
-           f"(n={staging['n']} ROIs); wrote {out / 'metrics.json'}")
+           f"ECE {staging['ece']:.3f}, indeterminate {staging['indeterminate_rate']:.1%}, confidently wrong "
+           f"{staging['confidently_wrong_rate']:.1%} (n={staging['n']} ROIs); wrote {out / 'metrics.json'}")
+    if "roi_jitter" in metrics:
+        j = metrics["roi_jitter"]
+        status(f"evaluate: ROI redraws: {j['stable_rate']:.1%} stable (same stage or indeterminate), "
+               f"{j['indeterminate_rate']:.1%} indeterminate ({j['redraws']} redraws of {j['rois']} ROIs)")
     return metrics
 
 
@@ -161,6 +175,18 @@ def _with_content_check(dataset, bank, reasons: list, device: str, detector_mode
         for n in todo:
             _, reasons[n] = thrombus_check(detector, volume, rois[bank.rois[n]["roi"]], view)
     return reasons
+
+
+def _jitter_section(dataset, cases, stager, device: str, per_roi: int, detector_model=None) -> dict:
+    """ROI-redraw stability (training.roi_jitter) on the labeled true ROIs of `cases`."""
+    from ..detection.detector import load_detector
+    from ..io.roi import read_rois
+    from ..io.volume import read_volume
+    from .roi_jitter import jitter_stability
+
+    studies = ((c.id, read_volume(dataset.path(c.image)),
+                [r for f in c.rois for r in read_rois(dataset.path(f)) if c.stage_of(r.name)]) for c in cases)
+    return jitter_stability(stager, load_detector(detector_model, device), studies, n=per_roi)
 
 
 def _cases(dataset, split: str):

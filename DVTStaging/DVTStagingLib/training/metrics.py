@@ -61,6 +61,8 @@ def staging_metrics(truth, probabilities, classes, indeterminate=None) -> dict:
         "accuracy": float((scored == truth).mean()) if len(truth) else 0.0,
         "macro_f1": macro_f1(cm),
         "indeterminate_rate": float(abstained.mean()) if len(truth) else 0.0,
+        # what a radiologist must never get: a stage given, and wrong (a share of all ROIs)
+        "confidently_wrong_rate": float((~abstained & (predicted != truth)).mean()) if len(truth) else 0.0,
         "per_class_auc": {c: binary_auc(probabilities[:, k], truth == k) for k, c in enumerate(classes)},
         "confusion": cm.tolist(),
         "confusion_axes": "rows: true stage, columns: predicted stage, in the order of 'classes'; an "

@@ -30,6 +30,7 @@ from ..models.build import build_model
 from ..models.catalog import NOT_FOR_CLINICAL_USE, parent_record, save_model, user_dir
 from ..models.config import ModelConfig
 from ..models.devices import resolve_device
+from ..phantom.styles import refuse_held_out_style
 from .augment import augment_batch
 from .calibration import (
     expected_calibration_error,
@@ -273,6 +274,8 @@ def run_training(data: Path, config: ModelConfig | None, out: Path, seed: int = 
         epochs = None
     try:
         dataset = load_dataset(data)
+        if parent is None:
+            refuse_held_out_style(dataset, "train")
         _prepare_run_folder(Path(out), resume, dist_env)     # before the slices: a wrong --out fails at once
         if dist_env.world > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // dist_env.world))
