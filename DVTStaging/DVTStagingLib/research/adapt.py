@@ -25,7 +25,6 @@ from ..core.errors import UserError
 from ..core.files import write_json_atomic
 from ..core.interrupts import sigterm_cancels
 from ..core.progress import status
-from ..core.stages import INDETERMINATE
 from ..io.dataset import Dataset, load_dataset
 
 STAGING_FILE, DETECTOR_FILE = "staging", "detector"     # OUT/<name>.json and OUT/<name>.safetensors
@@ -88,13 +87,11 @@ def _scores(site: Dataset, staging_card, detector_card, device: str, out: Path) 
     metrics = evaluate_model(site, str(staging_card), out, split="test", device=device, overwrite=True,
                              detector=str(detector_card), explain=False)
     staging = metrics["staging"]
-    answered = [p for p in staging["predictions"] if p["stage"] != INDETERMINATE]
-    wrong = sum(p["stage"] != p["truth"] for p in answered)
     detection = metrics.get("detection") or {}
     return {"rois": staging["n"], "macro_f1_true_rois": staging["macro_f1"],
             "macro_f1_detected_rois": detection.get("staging_macro_f1_detected_rois"),
             "indeterminate_rate": staging["indeterminate_rate"],
-            "confidently_wrong_rate": wrong / max(staging["n"], 1),
+            "confidently_wrong_rate": staging["confidently_wrong_rate"],
             "detector_recall": detection.get("recall_3d"),
             "false_rois_per_study": detection.get("false_rois_per_study"),
             "model": metrics["model"]["id"], "detector": (detection.get("model") or {}).get("id")}

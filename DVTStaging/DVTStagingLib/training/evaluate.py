@@ -184,9 +184,10 @@ def _jitter_section(dataset, cases, stager, device: str, per_roi: int, detector_
     from ..io.volume import read_volume
     from .roi_jitter import jitter_stability
 
+    # a generator: each volume is read when its turn comes
     studies = ((c.id, read_volume(dataset.path(c.image)),
                 [r for f in c.rois for r in read_rois(dataset.path(f)) if c.stage_of(r.name)]) for c in cases)
-    return jitter_stability(stager, load_detector(detector_model, device), studies, n=per_roi)
+    return jitter_stability(stager, load_detector(detector_model, device), studies, n=per_roi, total=len(cases))
 
 
 def _cases(dataset, split: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.progress import Progress
 from ..core.stages import INDETERMINATE
 from ..io.roi import BoxROI
 
@@ -34,13 +35,14 @@ def redrawn_rois(roi: BoxROI, rng: np.random.Generator, n: int, shift_mm: float 
     return out
 
 
-def jitter_stability(stager, detector, studies, n: int = 10, seed: int = 0) -> dict:
+def jitter_stability(stager, detector, studies, n: int = 10, seed: int = 0, total: int | None = None) -> dict:
     """Stability of the answers over redrawn ROIs.
 
-    `studies`: iterable of (case id, Volume, [true BoxROI]).  Returns the share of stable redraws, the
-    share that abstained and per-ROI records."""
+    `studies`: iterable of (case id, Volume, [true BoxROI]), `total` of them (for the progress lines;
+    default: its length).  Returns the share of stable redraws, the share that abstained and per-ROI records."""
     rng = np.random.default_rng(seed)
     records = []
+    progress = Progress("ROI redraws", len(studies) if total is None else total)
     for case_id, volume, rois in studies:
         for roi in rois:
             redraws = [r for r in redrawn_rois(roi, rng, n) if r.fraction_inside(volume) > 0]
@@ -53,6 +55,7 @@ def jitter_stability(stager, detector, studies, n: int = 10, seed: int = 0) -> d
                             "redraws": len(others), "stable": int(sum(stable)),
                             "indeterminate": int(sum(a == INDETERMINATE for a in others)),
                             "other_stage": sorted({a for a in others if a not in (original, INDETERMINATE)})})
+        progress.update()
     total = sum(r["redraws"] for r in records)
     return {
         "rule": f"centre moved up to {SHIFT_MM:g} mm, each side scaled x{SCALE[0]}-{SCALE[1]}; stable = the "
