@@ -37,11 +37,11 @@ def figure(runs: list[tuple[str, dict]], png: Path) -> None:
                  (other, "#e34a33", "another stage"))
         for value, colour, label in parts:
             ax.barh(row, value, left=left, color=colour, label=label if row == 0 else None)
-            if value >= 0.04:
+            if value >= 0.08:
                 ax.text(left + value / 2, row, f"{value:.0%}", ha="center", va="center", fontsize=9)
             left += value
-        ax.text(1.01, row, f"{j['rois']} ROIs x {j['redraws'] // max(j['rois'], 1)}", va="center", fontsize=8)
-    ax.set_yticks(range(len(runs)), [n for n, _ in runs])
+    ax.set_yticks(range(len(runs)), [f"{n}\n{m['roi_jitter']['rois']} ROIs, {m['roi_jitter']['redraws']} redraws, "
+                                     f"{m['roi_jitter']['stable_rate']:.1%} stable" for n, m in runs], fontsize=8)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("share of redrawn ROIs (centre moved up to 4 mm, sides x0.8-1.4)")

@@ -72,7 +72,7 @@ def cue_analysis(dataset, predictions: list[dict], classes: list[str]) -> dict |
                 if sel.any():
                     table.append({"stage": stage, "bin": [lo, hi], "n": int(sel.sum()),
                                   "accuracy": float(right[sel].mean()),
-                                  "indeterminate": float((~answered[sel]).mean()),
+                                  INDETERMINATE: float((~answered[sel]).mean()),
                                   "confidently_wrong": float((answered[sel] & ~right[sel]).mean())})
         per_cue[cue] = table
     wrong = [{"case": p["case"], "roi": p["roi"], "truth": p["truth"], "answer": p["stage"],

@@ -4,7 +4,7 @@ A reader never draws the box an annotator drew.  Each true ROI is redrawn `n` ti
 up to `shift_mm` in a random direction and each side scaled by a factor in `scale` (still around the
 thrombus: a redraw that no longer holds the original box's centre is drawn again), then staged like any
 ROI (model, trust and the detector's content check).  A redraw is stable
-when it gives the original ROI's answer or abstains ("indeterminate"): a different stage is the failure.
+when it gives the original ROI's answer or abstains (answers indeterminate): a different stage is the failure.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def jitter_stability(stager, detector, studies, n: int = 10, seed: int = 0, tota
             stable = [a == original or a == INDETERMINATE for a in others]
             records.append({"case": case_id, "roi": roi.name, "original": original,
                             "redraws": len(others), "stable": int(sum(stable)),
-                            "indeterminate": int(sum(a == INDETERMINATE for a in others)),
+                            INDETERMINATE: int(sum(a == INDETERMINATE for a in others)),
                             "other_stage": sorted({a for a in others if a not in (original, INDETERMINATE)})})
         progress.update()
     total = sum(r["redraws"] for r in records)
@@ -62,6 +62,6 @@ def jitter_stability(stager, detector, studies, n: int = 10, seed: int = 0, tota
                 "original answer or indeterminate",
         "rois": len(records), "redraws": total,
         "stable_rate": sum(r["stable"] for r in records) / total if total else None,
-        "indeterminate_rate": sum(r["indeterminate"] for r in records) / total if total else None,
+        "indeterminate_rate": sum(r[INDETERMINATE] for r in records) / total if total else None,
         "per_roi": records,
     }
