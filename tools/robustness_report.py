@@ -30,7 +30,7 @@ def figure(runs: list[tuple[str, dict]], png: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * len(runs)), dpi=110)
     for row, (name, m) in enumerate(runs):
         j = m["roi_jitter"]
-        other = sum(r["redraws"] - r["stable"] for r in j["per_roi"]) / j["redraws"]
+        other = 1.0 - j["stable_rate"]          # a stage other than the original ROI's
         same = j["stable_rate"] - j["indeterminate_rate"]
         left = 0.0
         parts = ((same, "#2b8cbe", "same stage"), (j["indeterminate_rate"], "#bdbdbd", "indeterminate"),

@@ -3,8 +3,8 @@
 A reader never draws the box an annotator drew.  Each true ROI is redrawn `n` times: its centre moved by
 up to `shift_mm` in a random direction and each side scaled by a factor in `scale` (still around the
 thrombus: a redraw that no longer holds the original box's centre is drawn again), then staged like any
-ROI (model, trust and the detector's content check).  A redraw is stable
-when it gives the original ROI's answer or abstains (answers indeterminate): a different stage is the failure.
+ROI (model, trust and the detector's content check).  A redraw is stable when it gives the original ROI's
+answer or abstains (answers indeterminate): a different stage is the failure.
 """
 
 from __future__ import annotations
