@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DVTStaging"))
 
 from DVTStagingLib.core.stages import STAGES  # noqa: E402
 from DVTStagingLib.io.dataset import load_dataset  # noqa: E402
+from DVTStagingLib.training.cue_analysis import CUES as READERS  # noqa: E402
+from DVTStagingLib.training.cue_analysis import truth_cues  # noqa: E402
 
 CUES = ("ratio", "vein_scale", "edema_mm", "channels", "wall_thickening_mm", "collaterals")
 SETS = {"thrombus/muscle ratio only": ("ratio",), "every drawn cue": CUES,
@@ -27,15 +29,13 @@ SETS = {"thrombus/muscle ratio only": ("ratio",), "every drawn cue": CUES,
 
 
 def drawn_cues(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """[thrombi, cues] (the ratio as its log) and the stage index of each thrombus of a phantom dataset."""
-    dataset = load_dataset(folder)
-    rows, stages = [], []
-    for case in dataset.cases:
-        truth = json.loads(dataset.path(case.extra["truth"]).read_text(encoding="utf-8"))
-        for t in truth["thrombi"]:
-            rows.append([np.log(t["ratio"]), *(float(t[k]) for k in CUES[1:])])
-            stages.append(STAGES.index(t["stage"]))
-    return np.asarray(rows, np.float32), np.asarray(stages)
+    """[thrombi, cues] (the ratio as its log) and the stage index of each thrombus of a phantom dataset, read
+    as evaluate's cue analysis reads them (training.cue_analysis)."""
+    thrombi = truth_cues(load_dataset(folder)).values()
+    rows = [[float(READERS[c][0](t)) for c in CUES] for t in thrombi]
+    cues = np.asarray(rows, np.float32)
+    cues[:, 0] = np.log(cues[:, 0])
+    return cues, np.asarray([STAGES.index(t["stage"]) for t in thrombi])
 
 
 def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -69,18 +69,30 @@ def scores(eval_set: Dataset, staging: str | None, detector: str | None, device:
             "rois": s["n"]}
 
 
+def mean_sd(values: list[float]) -> str:
+    """The mean over seeds, with the standard deviation where there are several."""
+    spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.3f}{spread}"
+
+
+def curve_arguments(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
+    """The options every learning-curve tool takes: the site's pool and eval draws, the output, sizes, seeds."""
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--eval", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=sizes)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| labeled site studies | seeds | macro F1 (true ROIs) | macro F1 (detected ROIs) | indeterminate | "
              "confidently wrong | detector recall | adapt time, min |", "|---|---|---|---|---|---|---|---|"]
     for n in sorted({r["n"] for r in rows}):
         part = [r for r in rows if r["n"] == n]
 
-        def cell(key, fmt="{:.3f}"):
+        def cell(key):
             values = [r[key] for r in part if r.get(key) is not None]
-            if not values:
-                return "—"
-            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            return fmt.format(statistics.mean(values)) + spread
+            return mean_sd(values) if values else "—"
 
         minutes = [r["adapt_s"] / 60 for r in part if r.get("adapt_s")]
         lines.append(f"| {n} | {len(part)} | {cell('macro_f1_true_rois')} | {cell('macro_f1_detected_rois')} | "
@@ -93,11 +105,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, required=True)
-    parser.add_argument("--eval", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[0, 10, 20, 40, 80])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    curve_arguments(parser, [0, 10, 20, 40, 80])
     parser.add_argument("--device", default="cpu")
     args, adapt_options = parser.parse_known_args(argv)
     adapt_options = [a for a in adapt_options if a != "--"]

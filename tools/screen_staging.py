@@ -23,6 +23,12 @@ from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
 from DVTStagingLib.training.slice_bank import build_slice_bank  # noqa: E402
 
 
+def trusted_metrics(model, trust, bank, classes: list[str], device) -> dict:
+    """staging_metrics of a model on a slice bank's ROIs, each answered or abstained as `stage` decides."""
+    probs, reasons, _ = trusted_predictions(model, trust, bank, device)
+    return staging_metrics(bank.roi_labels(), probs, classes, [r is not None for r in reasons])
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2:
@@ -32,9 +38,7 @@ def main(argv=None) -> int:
     for folder in argv[1:]:
         dataset = load_dataset(folder)
         bank = build_slice_bank(dataset, stager.cfg.input)
-        probs, reasons, _ = trusted_predictions(stager.model, stager.trust, bank, torch.device("cpu"))
-        abstained = [r is not None for r in reasons]
-        m = staging_metrics(bank.roi_labels(), probs, list(dataset.classes), abstained)
+        m = trusted_metrics(stager.model, stager.trust, bank, list(dataset.classes), torch.device("cpu"))
         print(json.dumps({"model": stager.entry.id, "data": folder, "rois": m["n"],
                           "macro_f1": round(m["macro_f1"], 3), "indeterminate_rate": round(m["indeterminate_rate"], 3),
                           "confidently_wrong_rate": round(m["confidently_wrong_rate"], 3),

@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "DVTStaging"))
 
 import torch  # noqa: E402
-from learning_curve import subset  # noqa: E402
+from learning_curve import curve_arguments, mean_sd, subset  # noqa: E402
+from screen_staging import trusted_metrics  # noqa: E402
 
 from DVTStagingLib.core.stages import INDETERMINATE  # noqa: E402
 from DVTStagingLib.io.dataset import load_dataset  # noqa: E402
 from DVTStagingLib.research.adapt import site_splits  # noqa: E402
-from DVTStagingLib.training.calibration import fit_trust, trusted_predictions  # noqa: E402
+from DVTStagingLib.training.calibration import fit_trust  # noqa: E402
 from DVTStagingLib.training.finetune import ENCODER_LR_SCALE, finetune_config, parent_staging  # noqa: E402
-from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
 from DVTStagingLib.training.slice_bank import build_slice_bank  # noqa: E402
 from DVTStagingLib.training.train import VAL_SLICES_PER_ROI, Distributed, train_model  # noqa: E402
 
@@ -60,12 +60,10 @@ def train_arm(arm: str, bank, parent, seed: int, dev):
 
 
 def score(model, trust, eval_bank, classes: list[str], dev) -> dict:
-    probs, reasons, _ = trusted_predictions(model, trust, eval_bank, dev)
-    abstained = [r is not None for r in reasons]
-    m = staging_metrics(eval_bank.roi_labels(), probs, classes, abstained)
+    m = trusted_metrics(model, trust, eval_bank, classes, dev)
     return {"macro_f1_true_rois": m["macro_f1"], "indeterminate_rate": m["indeterminate_rate"],
             "confidently_wrong_rate": m["confidently_wrong_rate"], "rois": m["n"],
-            "abstained": sum(abstained)}
+            "abstained": round(m["indeterminate_rate"] * m["n"])}
 
 
 def table(rows: list[dict]) -> str:
@@ -78,9 +76,7 @@ def table(rows: list[dict]) -> str:
                 continue
 
             def cell(key):
-                values = [r[key] for r in part]
-                spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-                return f"{statistics.mean(values):.3f}{spread}"
+                return mean_sd([r[key] for r in part])
 
             minutes = statistics.mean(r["train_s"] for r in part) / 60
             lines.append(f"| {n} | {arm} | {len(part)} | {cell('macro_f1_true_rois')} | "
@@ -90,11 +86,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, required=True)
-    parser.add_argument("--eval", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 80])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    curve_arguments(parser, [10, 20, 40, 80])
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     args = parser.parse_args(argv)
     dev = torch.device("cpu")
