@@ -26,7 +26,10 @@ pytestmark = pytest.mark.skipif(not (bundled_dir() / "vdpf-small-phantom.json").
 
 # The demo study's numbers from the code before the two-step change (commit 01b0397), bundled model, CPU.
 BEFORE = {"stage": "acute", "acute": 1.0, "subacute": 2.6616284207982657e-26, "chronic": 2.6739189445763084e-28,
-          "thrombus_probability": 1.0, "ood_score": 23.561, "thrombus_muscle_ratio": 2.522, "slices": 21}
+          "thrombus_probability": 1.0, "ood_score": 23.561, "slices": 21}
+# Its thrombus was drawn with a thrombus/muscle ratio of 3.267 (truth.json).  The box estimate of the ratio
+# changed since 01b0397 (2.522 then; imaging.signal_ratio), so it is held to the drawn value instead.
+DRAWN_RATIO = 3.267
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +130,9 @@ def test_the_two_step_run_gives_the_one_step_result(run):
     assert run["result"]["stage"] == r0["stage"] == BEFORE["stage"] and len(r0["slices"]) == BEFORE["slices"]
     for c in ("acute", "subacute", "chronic"):
         assert r0["probabilities"][c] == pytest.approx(BEFORE[c], rel=1e-4)
-    for key in ("thrombus_probability", "ood_score", "thrombus_muscle_ratio"):
+    for key in ("thrombus_probability", "ood_score"):
         assert r0[key] == pytest.approx(BEFORE[key], rel=1e-4), key
+    assert r0["thrombus_muscle_ratio"] == pytest.approx(DRAWN_RATIO, rel=0.05)
 
 
 def test_the_answer_keeps_the_forward_for_the_evidence_within_its_budget(run, monkeypatch):

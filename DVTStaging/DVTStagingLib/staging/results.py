@@ -47,8 +47,9 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
             "slices": [{"index": int(i), "probabilities": _probs(classes, p)}
                        for i, p in sorted(zip(r.pairs.volume_slices, r.slice_probabilities), key=lambda x: x[0])],
             "thrombus_muscle_ratio": None if ratio is None else round(ratio, 3),
-            "thrombus_muscle_ratio_method": "estimated: median of the ROI's central half / modal intensity "
-                                            "5-30 mm around it (no thrombus segment)",
+            "thrombus_muscle_ratio_method": "estimated: upper quartile of the ROI's central half (median over "
+                                            "slices) / muscle, the darkest major tissue peak 5-30 mm around it "
+                                            "(no thrombus segment)",
             "box": r.roi.to_dict(),
             "detection_score": None if detection_scores is None else detection_scores.get(r.roi.name),
         })
