@@ -9,7 +9,7 @@ from DVTStagingLib.cli import main
 from DVTStagingLib.models.build import build_model
 from DVTStagingLib.models.catalog import list_models, load_weights, resolve, sha256_of
 from DVTStagingLib.models.config import ModelConfig
-from DVTStagingLib.staging.results import validate_result
+from DVTStagingLib.staging.results import SEGMENT_RATIO, validate_result
 from DVTStagingLib.staging.trust import Trust
 
 
@@ -45,6 +45,11 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert (out / name).is_file(), err
     result = json.loads((out / "result.json").read_text(encoding="utf-8"))
     assert validate_result(result) == []
+    # auto-detected ROIs: the ratio's thrombus signal is the detector's thrombus pixels inside the box
+    drawn = json.loads((out / "study" / "truth.json").read_text(encoding="utf-8"))["thrombi"][0]["ratio"]
+    roi = result["rois"][0]
+    assert roi["thrombus_muscle_ratio_method"] == SEGMENT_RATIO
+    assert roi["thrombus_muscle_ratio"] == pytest.approx(drawn, rel=0.15)
     assert main(["demo", "--out", str(out)]) == 2                  # never overwrites without asking
     assert "--overwrite" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from DVTStagingLib.imaging.signal_ratio import estimated_ratio_in_box, muscle_level, otsu_threshold
+from DVTStagingLib.imaging.signal_ratio import estimated_ratio_in_box, muscle_level, otsu_threshold, segment_in_box
 
 SPACING = (1.0, 1.0)
 MUSCLE, FAT, AIR, LUMEN = 100.0, 300.0, 4.0, 12.0
@@ -73,3 +73,23 @@ def test_a_background_stored_as_zeros_leaves_muscle_the_reference():
 def test_otsu_splits_two_populations_between_them():
     values = np.concatenate([np.full(500, 1.0), np.full(300, 5.0)])
     assert 1.0 < otsu_threshold(values) < 5.0
+
+
+def test_a_thrombus_segment_gives_the_signal_where_the_box_alone_cannot():
+    """A small eccentric thrombus fills too little of its box's centre for the box's upper quartile; its segment
+    (the detector's thrombus pixels, say) gives the signal.  A segment with too few pixels in the box is not
+    used."""
+    slab, box = thigh_slab(2.5 * MUSCLE)
+    rr, cc = np.mgrid[0:slab.shape[1], 0:slab.shape[2]]
+    small = ((rr - 80) ** 2 + (cc - 76) ** 2 <= 2 ** 2)            # 13 pixels of a 21 x 21 box, off-centre
+    slab[:, (rr - 80) ** 2 + (cc - 80) ** 2 <= 8 ** 2] = LUMEN
+    slab[:, small] = 2.5 * MUSCLE
+    segment = np.zeros(slab.shape, bool)
+    segment[1:7][:, small] = True
+    assert estimated_ratio_in_box(slab, box, SPACING) < 2.5 / 1.5                      # the box alone misses it
+    assert estimated_ratio_in_box(slab, box, SPACING, segment) == pytest.approx(2.5, rel=0.05)
+    assert segment_in_box(box, segment)
+    few = np.zeros_like(segment)
+    few[3, 80, 76] = True
+    assert not segment_in_box(box, few)
+    assert estimated_ratio_in_box(slab, box, SPACING, few) == estimated_ratio_in_box(slab, box, SPACING)

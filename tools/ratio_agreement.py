@@ -2,8 +2,10 @@
 imaging.signal_ratio.estimated_ratio_in_box) follows the ratio each phantom thrombus was drawn with
 (truth.json), per dataset: Spearman correlation, median measured/drawn, and the share within x1.5 of it.
 Where a case has the phantom's tissue masks, the same for the ratio measured with them (the ceiling).
+With --detected, the same on the bundled detector's ROIs (each matched to the true ROI it overlaps most):
+from the box alone, and with the detector's thrombus pixels inside it (what `stage --auto-roi` reports).
 
-    PYTHONPATH=DVTStaging python tools/ratio_agreement.py DATASET [DATASET ...]
+    PYTHONPATH=DVTStaging python tools/ratio_agreement.py [--detected] DATASET [DATASET ...]
 """
 
 from __future__ import annotations
@@ -62,13 +64,43 @@ def dataset_agreement(folder: Path) -> dict:
     return out
 
 
+def detected_agreement(folder: Path) -> dict:
+    from DVTStagingLib.detection.detector import detect_rois, load_detector
+
+    dataset, detector = load_dataset(folder), load_detector(None, "cpu")
+    truth = truth_cues(dataset)
+    drawn, from_box, with_segment = [], [], []
+    for case in dataset.cases:
+        volume = read_volume(dataset.path(case.image))
+        study = prepare_study(volume, InputSpec())
+        image, spacing = study.orientation.apply(volume.array), study.orientation.spacing[1:]
+        true_boxes = [(r, r.voxel_mask(volume)) for rel in case.rois for r in read_rois(dataset.path(rel))]
+        found = detect_rois(volume, model=detector, device="cpu", progress=False)
+        segment = study.orientation.apply(found.thrombus_labelmap(1) > 0)
+        for roi in found.rois:
+            mask = roi.voxel_mask(volume)
+            overlap, match = max(((int((mask & m).sum()), r) for r, m in true_boxes), default=(0, None),
+                                 key=lambda x: x[0])
+            drawn_thrombus = truth.get((case.id, match.name)) if overlap else None
+            if drawn_thrombus is None:
+                continue
+            box = study.box(roi)
+            drawn.append(float(drawn_thrombus["ratio"]))
+            from_box.append(estimated_ratio_in_box(image, box, spacing))
+            with_segment.append(estimated_ratio_in_box(image, box, spacing, segment))
+    return {"data": str(folder), "detected_rois_matched": len(drawn), "box_estimate": agreement(drawn, from_box),
+            "with_detector_segment": agreement(drawn, with_segment)}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
+    detected = "--detected" in argv
+    folders = [a for a in argv if a != "--detected"]
+    if not folders:
         print(__doc__, file=sys.stderr)
         return 2
-    for folder in argv:
-        print(json.dumps(dataset_agreement(Path(folder))), flush=True)
+    for folder in folders:
+        print(json.dumps((detected_agreement if detected else dataset_agreement)(Path(folder))), flush=True)
     return 0
 
 

@@ -82,17 +82,28 @@ def muscle_level(slab: np.ndarray, around: np.ndarray) -> float | None:
     return level if level > 0 else None
 
 
-def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: tuple[float, float]) -> float | None:
-    """Thrombus/muscle ratio from an ROI box alone, when no thrombus segment exists.
+SEGMENT_MIN_VOXELS = 10    # fewer thrombus pixels of a segment inside a box: the box's own estimate is used
 
-    `image` and `box` are view-ordered [slice, row, col].  Thrombus: on each of
-    the box's slices the upper quartile of its central half in-plane (the
-    thrombus is the brighter content of a black-blood vein: the patent lumen,
-    flow voids and a small thrombus's surroundings fill the rest), the median
-    over slices.  Muscle: `muscle_level` of a ring 5-30 mm around the box on
-    the same slices.  Checked against the ratio each phantom style drew
-    (docs/results/robustness-bundled.md); a thrombus segment gives a closer
-    figure (`thrombus_muscle_ratio`).
+
+def segment_in_box(box: np.ndarray, thrombus: np.ndarray | None) -> bool:
+    """Whether a thrombus segment has enough pixels inside the box to give the ratio's thrombus signal."""
+    return thrombus is not None and int(np.count_nonzero(thrombus[box])) >= SEGMENT_MIN_VOXELS
+
+
+def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: tuple[float, float],
+                           thrombus: np.ndarray | None = None) -> float | None:
+    """Thrombus/muscle ratio of an ROI box, with or without a thrombus segment.
+
+    `image`, `box` and `thrombus` (a segment such as the detector's thrombus
+    pixels, optional) are view-ordered [slice, row, col].  Thrombus: the
+    median of the segment's pixels inside the box where it has at least
+    SEGMENT_MIN_VOXELS (`segment_in_box`); otherwise, on each of the box's
+    slices, the upper quartile of its central half in-plane (the thrombus is
+    the brighter content of a black-blood vein: the patent lumen, flow voids
+    and a small thrombus's surroundings fill the rest), the median over
+    slices.  Muscle: `muscle_level` of a ring 5-30 mm around the box on the
+    same slices.  Checked against the ratio each phantom style drew
+    (docs/results/robustness-bundled.md).
     """
     slices = np.flatnonzero(box.any(axis=(1, 2)))
     if slices.size == 0:
@@ -115,5 +126,8 @@ def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: 
     muscle = muscle_level(img, img[:, grown(30.0) & ~grown(5.0)])
     if muscle is None:
         return None
-    thrombus = np.median(np.percentile(core.reshape(len(core), -1), THROMBUS_PERCENTILE, axis=1))
-    return float(thrombus / muscle)
+    if segment_in_box(box, thrombus):
+        signal = np.median(image[(thrombus != 0) & box])
+    else:
+        signal = np.median(np.percentile(core.reshape(len(core), -1), THROMBUS_PERCENTILE, axis=1))
+    return float(signal / muscle)

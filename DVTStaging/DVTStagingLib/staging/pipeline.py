@@ -71,13 +71,15 @@ def write_stage_inputs(folder: Path, volume: Volume | Path, rois: list[BoxROI] |
 
 
 def detect_for_staging(volume: Volume, device: str, detector=None):
-    """ROIs from the bundled detector (or an already loaded `detector`), with their scores."""
+    """ROIs from the bundled detector (or an already loaded `detector`), with their scores and the detector's
+    thrombus pixels inside them (bool [k, j, i]: the ratio's thrombus signal)."""
     from ..detection.detector import detect_rois
 
     found = detect_rois(volume, model=detector, device=device)
     if found.warning:
         status(f"detect: {found.warning}")
-    return list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)}
+    return (list(found.rois), {r.name: float(s) for r, s in zip(found.rois, found.scores)},
+            found.thrombus_labelmap(1) > 0)
 
 
 def _write_overlays(overlays: dict, out: Path) -> float:
@@ -136,10 +138,10 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     stager = stager if stager is not None else Stager(entry, device)
     detector = load_detector(detector, device)
     timings["load_model"] = time.perf_counter() - t
-    scores = None
+    scores = thrombus = None
     if rois is None:
         t = time.perf_counter()
-        rois, scores = detect_for_staging(volume, device, detector)
+        rois, scores, thrombus = detect_for_staging(volume, device, detector)
         timings["detect"] = time.perf_counter() - t
         write_rois(out / ROIS_FILE, rois)
         if not rois:
@@ -150,7 +152,7 @@ def stage_study(input_path, out, roi_path=None, auto_roi=False, model=None, devi
     timings["stage"] = time.perf_counter() - t
     write_rois(out / ROIS_FILE, rois)
     result = build_result(study, results, stager.classes, stager.entry, str(stager.device), str(input_path),
-                          timings, scores, trust=stager.trust)
+                          timings, scores, trust=stager.trust, thrombus=thrombus)
     result["detector"] = {"id": detector.model_id, "sha256": detector.sha256}
     dicom = volume.metadata.get("source_format") == "dicom"
     answer = answer_first(result, dicom)

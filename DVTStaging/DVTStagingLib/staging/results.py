@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.files import write_json_atomic
 from ..core.stages import INDETERMINATE
-from ..imaging.signal_ratio import estimated_ratio_in_box
+from ..imaging.signal_ratio import estimated_ratio_in_box, segment_in_box
 from ..io.dataset import load_json_schema
 from ..models.catalog import NOT_FOR_CLINICAL_USE
 from .outputs import RESULT_SCHEMA
@@ -25,17 +25,29 @@ def _probs(classes, values) -> dict:
     return {c: float(v) for c, v in zip(classes, values)}
 
 
-def roi_ratio(study: StudyView, roi) -> float | None:
+BOX_RATIO = ("estimated: upper quartile of the ROI's central half (median over slices) / muscle, the darkest "
+             "major tissue peak 5-30 mm around it (no thrombus segment)")
+SEGMENT_RATIO = ("estimated: median of the detector's thrombus pixels inside the ROI / muscle, the darkest major "
+                 "tissue peak 5-30 mm around it")
+
+
+def roi_ratio(study: StudyView, roi, thrombus: np.ndarray | None = None) -> tuple[float | None, str]:
+    """The ROI's thrombus/muscle ratio and how it was estimated; `thrombus` is a view-ordered segment (optional)."""
     box = study.box(roi)
     image = study.orientation.apply(study.volume.array)
-    return estimated_ratio_in_box(image, box, study.orientation.spacing[1:])
+    method = SEGMENT_RATIO if segment_in_box(box, thrombus) else BOX_RATIO
+    return estimated_ratio_in_box(image, box, study.orientation.spacing[1:], thrombus), method
 
 
 def build_result(study: StudyView, results, classes, model_entry, device: str, input_path: str,
-                 timings: dict, detection_scores: dict | None = None, trust=None) -> dict:
+                 timings: dict, detection_scores: dict | None = None, trust=None,
+                 thrombus: np.ndarray | None = None) -> dict:
+    """result.json's content; `thrombus` (bool [k, j, i] on the input grid, e.g. the detector's thrombus pixels)
+    gives the ROIs' thrombus/muscle ratio where it has pixels inside a box."""
     rois = []
+    in_view = None if thrombus is None else study.orientation.apply(thrombus)
     for r in results:
-        ratio = roi_ratio(study, r.roi)
+        ratio, ratio_method = roi_ratio(study, r.roi, in_view)
         rois.append({
             "name": r.roi.name,
             "stage": r.stage(classes),
@@ -47,9 +59,7 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
             "slices": [{"index": int(i), "probabilities": _probs(classes, p)}
                        for i, p in sorted(zip(r.pairs.volume_slices, r.slice_probabilities), key=lambda x: x[0])],
             "thrombus_muscle_ratio": None if ratio is None else round(ratio, 3),
-            "thrombus_muscle_ratio_method": "estimated: upper quartile of the ROI's central half (median over "
-                                            "slices) / muscle, the darkest major tissue peak 5-30 mm around it "
-                                            "(no thrombus segment)",
+            "thrombus_muscle_ratio_method": ratio_method,
             "box": r.roi.to_dict(),
             "detection_score": None if detection_scores is None else detection_scores.get(r.roi.name),
         })
