@@ -19,7 +19,7 @@ from DVTStagingLib.models.catalog import bundled_dir
 from DVTStagingLib.phantom.study import make_study
 from DVTStagingLib.phantom.writer import write_study
 from DVTStagingLib.staging.outputs import OVERLAY_FILES, PENDING, REPORT_FILE, ROIS_FILE, read_stage_result
-from DVTStagingLib.staging.results import validate_result
+from DVTStagingLib.staging.results import CHECK_RATIO, validate_result
 
 pytestmark = pytest.mark.skipif(not (bundled_dir() / "vdpf-small-phantom.json").is_file(),
                                 reason="the bundled staging model is not installed")
@@ -133,6 +133,7 @@ def test_the_two_step_run_gives_the_one_step_result(run):
     for key in ("thrombus_probability", "ood_score"):
         assert r0[key] == pytest.approx(BEFORE[key], rel=1e-4), key
     assert r0["thrombus_muscle_ratio"] == pytest.approx(DRAWN_RATIO, rel=0.05)
+    assert r0["thrombus_muscle_ratio_method"] == CHECK_RATIO     # a given ROI: the content check's thrombus pixels
 
 
 def test_the_answer_keeps_the_forward_for_the_evidence_within_its_budget(run, monkeypatch):

@@ -7,7 +7,6 @@ import json
 from functools import lru_cache
 
 import numpy as np
-import pytest
 from DVTStagingLib.core.stages import STAGES
 from DVTStagingLib.imaging.signal_ratio import thrombus_muscle_ratio
 from DVTStagingLib.io.dataset import validate_dataset

@@ -1,6 +1,8 @@
 """How well the thrombus/muscle ratio of the results table (read from the ROI box alone,
 imaging.signal_ratio.estimated_ratio_in_box) follows the ratio each phantom thrombus was drawn with
-(truth.json), per dataset: Spearman correlation, median measured/drawn, and the share within x1.5 of it.
+(truth.json), per dataset: Spearman correlation, median measured/drawn, and the share within x1.5 of it;
+from the box alone, and as `stage` reports it for a hand-placed ROI (the thrombus pixels the bundled
+detector's content check finds in the box, the box alone where it finds too few).
 Where a case has the phantom's tissue masks, the same for the ratio measured with them (the ceiling).
 With --detected, the same on the bundled detector's ROIs (each matched to the true ROI it overlaps most):
 from the box alone, and with the detector's thrombus pixels inside it (what `stage --auto-roi` reports).
@@ -40,9 +42,12 @@ def agreement(drawn: list[float], measured: list[float | None]) -> dict:
 
 
 def dataset_agreement(folder: Path) -> dict:
-    dataset = load_dataset(folder)
+    from DVTStagingLib.detection.detector import load_detector
+    from DVTStagingLib.staging.content import content_check
+
+    dataset, detector = load_dataset(folder), load_detector(None, "cpu")
     truth = truth_cues(dataset)
-    drawn, from_box, from_masks = [], [], []
+    drawn, from_box, with_check, from_masks = [], [], [], []
     for case in dataset.cases:
         volume = read_volume(dataset.path(case.image))
         study = prepare_study(volume, InputSpec())
@@ -54,11 +59,15 @@ def dataset_agreement(folder: Path) -> dict:
                 if drawn_thrombus is None:
                     continue
                 drawn.append(float(drawn_thrombus["ratio"]))
-                from_box.append(estimated_ratio_in_box(image, study.box(roi), study.orientation.spacing[1:]))
+                box, spacing = study.box(roi), study.orientation.spacing[1:]
+                from_box.append(estimated_ratio_in_box(image, box, spacing))
+                signal = content_check(detector, volume, roi, study).signal
+                with_check.append(estimated_ratio_in_box(image, box, spacing, signal=signal))
                 if seg is not None:
                     from_masks.append(thrombus_muscle_ratio(volume.array, (seg.labelmap == THROMBUS)
                                                             & roi.voxel_mask(volume), seg.labelmap == MUSCLE))
-    out = {"data": str(folder), "box_estimate": agreement(drawn, from_box)}
+    out = {"data": str(folder), "box_estimate": agreement(drawn, from_box),
+           "as_stage_reports_it": agreement(drawn, with_check)}
     if len(from_masks) == len(drawn):
         out["with_tissue_masks"] = agreement(drawn, from_masks)
     return out

@@ -83,6 +83,7 @@ def muscle_level(slab: np.ndarray, around: np.ndarray) -> float | None:
 
 
 SEGMENT_MIN_VOXELS = 10    # fewer thrombus pixels of a segment inside a box: the box's own estimate is used
+SEGMENT_QUANTILE = 0.75    # of a detector segment's pixels: partial volume with the dark lumen and wall lowers the rest
 
 
 def segment_in_box(box: np.ndarray, thrombus: np.ndarray | None) -> bool:
@@ -90,32 +91,19 @@ def segment_in_box(box: np.ndarray, thrombus: np.ndarray | None) -> bool:
     return thrombus is not None and int(np.count_nonzero(thrombus[box])) >= SEGMENT_MIN_VOXELS
 
 
-def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: tuple[float, float],
-                           thrombus: np.ndarray | None = None) -> float | None:
-    """Thrombus/muscle ratio of an ROI box, with or without a thrombus segment.
+def _box_rows_cols(box: np.ndarray, slices: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero(box[slices].any(axis=(0, 2)))
+    cols = np.flatnonzero(box[slices].any(axis=(0, 1)))
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
-    `image`, `box` and `thrombus` (a segment such as the detector's thrombus
-    pixels, optional) are view-ordered [slice, row, col].  Thrombus: the
-    median of the segment's pixels inside the box where it has at least
-    SEGMENT_MIN_VOXELS (`segment_in_box`); otherwise, on each of the box's
-    slices, the upper quartile of its central half in-plane (the thrombus is
-    the brighter content of a black-blood vein: the patent lumen, flow voids
-    and a small thrombus's surroundings fill the rest), the median over
-    slices.  Muscle: `muscle_level` of a ring 5-30 mm around the box on the
-    same slices.  Checked against the ratio each phantom style drew
-    (docs/results/robustness-bundled.md).
-    """
+
+def muscle_around_box(image: np.ndarray, box: np.ndarray, spacing_row_col: tuple[float, float]) -> float | None:
+    """`muscle_level` of a ring 5-30 mm around the box on the box's slices (view-ordered [slice, row, col])."""
     slices = np.flatnonzero(box.any(axis=(1, 2)))
     if slices.size == 0:
         return None
-    img = image[slices].astype(np.float32)
-    rows = np.flatnonzero(box[slices].any(axis=(0, 2)))
-    cols = np.flatnonzero(box[slices].any(axis=(0, 1)))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    qr, qc = max((r1 - r0) // 4, 0), max((c1 - c0) // 4, 0)
-    core = img[:, r0 + qr: r1 - qr, c0 + qc: c1 - qc]
-    if core.size == 0:
-        return None
+    img = image[slices]
+    r0, r1, c0, c1 = _box_rows_cols(box, slices)
 
     def grown(mm):
         dr, dc = int(round(mm / spacing_row_col[0])), int(round(mm / spacing_row_col[1]))
@@ -123,11 +111,37 @@ def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: 
         m[max(r0 - dr, 0): r1 + dr, max(c0 - dc, 0): c1 + dc] = True
         return m
 
-    muscle = muscle_level(img, img[:, grown(30.0) & ~grown(5.0)])
+    return muscle_level(img, img[:, grown(30.0) & ~grown(5.0)])
+
+
+def estimated_ratio_in_box(image: np.ndarray, box: np.ndarray, spacing_row_col: tuple[float, float],
+                           thrombus: np.ndarray | None = None, signal: float | None = None) -> float | None:
+    """Thrombus/muscle ratio of an ROI box, from the best thrombus signal at hand.
+
+    `image`, `box` and `thrombus` (a segment such as the detector's thrombus
+    pixels, optional) are view-ordered [slice, row, col].  Thrombus: `signal`
+    where a caller measured it (the content check's thrombus pixels); else the
+    segment's pixels inside the box where it has at least SEGMENT_MIN_VOXELS
+    (`segment_in_box`): their SEGMENT_QUANTILE; else, on each of the box's slices,
+    the upper quartile of its central half in-plane (the thrombus is the
+    brighter content of a black-blood vein: the patent lumen, flow voids and
+    a small thrombus's surroundings fill the rest), the median over slices.
+    Muscle: `muscle_around_box`.  Checked against the ratio each phantom style
+    drew (docs/results/robustness-bundled.md).
+    """
+    slices = np.flatnonzero(box.any(axis=(1, 2)))
+    if slices.size == 0:
+        return None
+    muscle = muscle_around_box(image, box, spacing_row_col)
     if muscle is None:
         return None
-    if segment_in_box(box, thrombus):
-        signal = np.median(image[(thrombus != 0) & box])
-    else:
-        signal = np.median(np.percentile(core.reshape(len(core), -1), THROMBUS_PERCENTILE, axis=1))
+    if signal is None and segment_in_box(box, thrombus):
+        signal = float(np.quantile(image[(thrombus != 0) & box], SEGMENT_QUANTILE))
+    if signal is None:
+        r0, r1, c0, c1 = _box_rows_cols(box, slices)
+        qr, qc = max((r1 - r0) // 4, 0), max((c1 - c0) // 4, 0)
+        core = image[slices, r0 + qr: r1 - qr, c0 + qc: c1 - qc].astype(np.float32)
+        if core.size == 0:
+            return None
+        signal = float(np.median(np.percentile(core.reshape(len(core), -1), THROMBUS_PERCENTILE, axis=1)))
     return float(signal / muscle)

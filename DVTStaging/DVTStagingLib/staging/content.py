@@ -17,11 +17,14 @@ own, so the probability is the one the whole-study view gives (tests compare the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ..detection.view import DetectorView, _resampled_size, resample_planes, resample_mask
 from ..imaging.planes import intensity_scale, orientation_for
+from ..imaging.signal_ratio import SEGMENT_MIN_VOXELS, SEGMENT_QUANTILE
 from ..io.roi import BoxROI
 from ..io.volume import Volume
 from .slices import StudyView, evenly_spaced
@@ -55,32 +58,39 @@ def windowed(network, inputs: torch.Tensor, box: torch.Tensor) -> tuple[torch.Te
     return inputs[:, :, rows, cols], box[:, rows, cols]
 
 
-def _max_inside(detector, inputs: torch.Tensor, box: torch.Tensor) -> float:
-    """The highest detector probability inside `box` ([n, H, W] bool) over `inputs` ([n, 3, H, W])."""
+def _inside(detector, inputs: torch.Tensor, box: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """The highest detector probability inside `box` ([n, H, W] bool) over `inputs` ([n, 3, H, W]), and the
+    scaled intensities of the slices' own pixels (the middle channel) that it calls thrombus there."""
     if not bool(box.any()):
-        return 0.0
+        return 0.0, torch.zeros(0)
     inputs, box = windowed(detector.network, inputs, box)
-    best = 0.0
+    best, found = 0.0, []
     for start in range(0, len(inputs), BATCH):
         part = slice(start, start + BATCH)
         x = inputs[part].to(detector.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
         prob = torch.sigmoid(detector.network(x).float()).cpu()
         best = max(best, float((prob * box[part]).amax()))
-    return best
+        found.append(inputs[part, 1][(prob >= detector.post.pixel_threshold) & box[part]])
+    return best, torch.cat(found)
+
+
+def _max_inside(detector, inputs: torch.Tensor, box: torch.Tensor) -> float:
+    return _inside(detector, inputs, box)[0]
 
 
 def _scaled_view(detector, volume: Volume, study: StudyView | None):
-    """(orientation, view-ordered scaled voxels) as the detector's view scales them: the staging study's own
-    array when plane and scaling agree (the percentiles are then computed once per study)."""
+    """(orientation, view-ordered scaled voxels, (low, high) raw intensities scaled to 0 and 1) as the
+    detector's view scales them: the staging study's own array when plane and scaling agree (the percentiles
+    are then computed once per study)."""
     spec = detector.spec
     orientation = orientation_for(volume, spec.plane)
     s = study.spec if study is not None else None
     if (s is not None and study.orientation == orientation and s.low_percentile == spec.low_percentile
             and s.high_percentile == spec.high_percentile and s.clip_max == spec.clip_max):
-        return orientation, study.scaled
+        return orientation, study.scaled, study.intensity
     low, high = intensity_scale(volume.array, spec.low_percentile, spec.high_percentile)
     view = orientation.apply(volume.array)
-    return orientation, _Scaled(view, low, high, spec.clip_max)
+    return orientation, _Scaled(view, low, high, spec.clip_max), (low, high)
 
 
 class _Scaled:
@@ -96,8 +106,14 @@ class _Scaled:
 def content_inputs(detector, volume: Volume, roi: BoxROI, study: StudyView | None = None):
     """(inputs [n, 3, H, W], box [n, H, W] bool) of the slices the check runs; None when the box covers
     no detector pixel."""
+    found = _content_inputs(detector, volume, roi, study)
+    return None if found is None else found[:2]
+
+
+def _content_inputs(detector, volume: Volume, roi: BoxROI, study: StudyView | None):
+    """`content_inputs` and the (low, high) raw intensities of their scale."""
     spec = detector.spec
-    orientation, scaled = _scaled_view(detector, volume, study)
+    orientation, scaled, intensity = _scaled_view(detector, volume, study)
     same_view = study is not None and study.orientation == orientation and study.volume is volume
     oriented = study.box(roi) if same_view else orientation.apply(roi.voxel_mask(volume))
     covered = np.flatnonzero(oriented.any(axis=(1, 2)))
@@ -119,7 +135,7 @@ def content_inputs(detector, volume: Volume, roi: BoxROI, study: StudyView | Non
     planes = resample_planes(scaled[needed], size, spec.stride)
     at = {int(s): i for i, s in enumerate(needed)}
     pick = lambda idx: planes[torch.as_tensor([at[int(s)] for s in idx])]   # noqa: E731
-    return torch.stack([pick(below), pick(slices), pick(above)], dim=1), box
+    return torch.stack([pick(below), pick(slices), pick(above)], dim=1), box, intensity
 
 
 @torch.inference_mode()
@@ -145,3 +161,26 @@ def thrombus_check(detector, volume: Volume, roi: BoxROI, view: DetectorView | N
     """The ROI's thrombus probability and, below the detector's pixel threshold, why it is indeterminate."""
     probability = roi_thrombus_probability(detector, volume, roi, view, study)
     return probability, content_reason(probability, detector.post.pixel_threshold)
+
+
+@dataclass
+class ContentCheck:
+    probability: float            # the highest thrombus probability inside the box
+    reason: str | None            # why the ROI is indeterminate (None: thrombus-like content found)
+    signal: float | None          # raw intensity of the pixels called thrombus (None: too few; see content_check)
+
+
+@torch.inference_mode()
+def content_check(detector, volume: Volume, roi: BoxROI, study: StudyView | None = None) -> ContentCheck:
+    """`thrombus_check` of a staged ROI, with the thrombus signal of the pixels it finds in the box on the
+    slices it runs: the thrombus/muscle ratio's numerator for an ROI placed by hand (a box alone is a coarse
+    guide to it; imaging.signal_ratio).  The signal is the pixels' upper quartile, as for a segment
+    (imaging.signal_ratio.SEGMENT_QUANTILE): on the detector's coarser grid, partial volume with the dark
+    lumen and wall lowers the rest."""
+    found = _content_inputs(detector, volume, roi, study)
+    probability, pixels = (0.0, torch.zeros(0)) if found is None else _inside(detector, *found[:2])
+    signal = None
+    if pixels.numel() >= SEGMENT_MIN_VOXELS:
+        low, high = found[2]
+        signal = float(torch.quantile(pixels.float(), SEGMENT_QUANTILE)) * (high - low) + low
+    return ContentCheck(probability, content_reason(probability, detector.post.pixel_threshold), signal)

@@ -24,7 +24,7 @@ from ..models.build import build_model, uses_crops
 from ..models.catalog import ModelEntry, load_weights, resolve
 from ..models.config import ModelConfig
 from ..models.devices import resolve_device
-from .content import thrombus_check
+from .content import content_check
 from .evidence import evidence_from_graph, evidence_maps, model_inputs_from_planes, view_planes
 from .graph_budget import GraphBudget
 from .slices import SlicePairs, StudyView, lesion_crops, prepare_study, slice_pairs
@@ -40,6 +40,7 @@ class ROIResult:
     attention: dict = field(default_factory=dict)   # map name -> [n, grid, grid] (VDPF only)
     ood_score: float | None = None       # staging.trust: distance to the training data's features
     thrombus_probability: float | None = None   # staging.content: the detector's, inside the box
+    thrombus_signal: float | None = None        # staging.content: raw intensity of the thrombus it found there
     reason: str | None = None            # why the ROI is indeterminate (None: it is staged)
     evidence: object = None              # [n, rows, cols] view-slice evidence maps, when computed
     graph: list | None = None            # (view slices, logits) per batch of a forward kept for the evidence
@@ -182,10 +183,12 @@ class Stager:
             # The content check runs first, before the network's forward (kept, some 4 MB a slice) fills
             # memory: its network then took 0.28 s instead of 0.40 s of CPU time for a 24-slice check.  Its
             # answer is used for an ROI the trust checks let through, as before.
-            check = thrombus_check(detector, volume, roi, study=study) if detector is not None else None
+            check = content_check(detector, volume, roi, study=study) if detector is not None else None
             result = self._run(study, roi, want_attention, cancel, budget)
-            if check is not None and result.reason is None:
-                result.thrombus_probability, result.reason = check
+            if check is not None:
+                result.thrombus_signal = check.signal
+                if result.reason is None:
+                    result.thrombus_probability, result.reason = check.probability, check.reason
             results.append(result)
             progress.update()
         return study, results

@@ -25,18 +25,25 @@ def _probs(classes, values) -> dict:
     return {c: float(v) for c, v in zip(classes, values)}
 
 
-BOX_RATIO = ("estimated: upper quartile of the ROI's central half (median over slices) / muscle, the darkest "
-             "major tissue peak 5-30 mm around it (no thrombus segment)")
-SEGMENT_RATIO = ("estimated: median of the detector's thrombus pixels inside the ROI / muscle, the darkest major "
-                 "tissue peak 5-30 mm around it")
+MUSCLE = "muscle, the darkest major tissue peak 5-30 mm around the ROI"
+BOX_RATIO = f"estimated: upper quartile of the ROI's central half (median over slices) / {MUSCLE} (no thrombus segment)"
+SEGMENT_RATIO = f"estimated: upper quartile of the detector's thrombus pixels inside the ROI / {MUSCLE}"
+CHECK_RATIO = f"estimated: upper quartile of the thrombus pixels the content check found inside the ROI / {MUSCLE}"
 
 
-def roi_ratio(study: StudyView, roi, thrombus: np.ndarray | None = None) -> tuple[float | None, str]:
-    """The ROI's thrombus/muscle ratio and how it was estimated; `thrombus` is a view-ordered segment (optional)."""
-    box = study.box(roi)
+def roi_ratio(study: StudyView, r, thrombus: np.ndarray | None = None) -> tuple[float | None, str]:
+    """An ROI result's thrombus/muscle ratio and how it was estimated: from `thrombus` (a view-ordered segment of
+    the study, e.g. the detector's pixels) where it has pixels in the box, else from the content check's
+    thrombus pixels, else from the box alone."""
+    box = study.box(r.roi)
     image = study.orientation.apply(study.volume.array)
-    method = SEGMENT_RATIO if segment_in_box(box, thrombus) else BOX_RATIO
-    return estimated_ratio_in_box(image, box, study.orientation.spacing[1:], thrombus), method
+    spacing = study.orientation.spacing[1:]
+    if segment_in_box(box, thrombus):
+        return estimated_ratio_in_box(image, box, spacing, thrombus), SEGMENT_RATIO
+    signal = getattr(r, "thrombus_signal", None)
+    if signal is not None:
+        return estimated_ratio_in_box(image, box, spacing, signal=signal), CHECK_RATIO
+    return estimated_ratio_in_box(image, box, spacing), BOX_RATIO
 
 
 def build_result(study: StudyView, results, classes, model_entry, device: str, input_path: str,
@@ -47,7 +54,7 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
     rois = []
     in_view = None if thrombus is None else study.orientation.apply(thrombus)
     for r in results:
-        ratio, ratio_method = roi_ratio(study, r.roi, in_view)
+        ratio, ratio_method = roi_ratio(study, r, in_view)
         rois.append({
             "name": r.roi.name,
             "stage": r.stage(classes),

@@ -74,6 +74,7 @@ class StudyView:
     orientation: Orientation
     scaled: np.ndarray            # view-ordered [slice, row, col], float32, scaled intensities
     frame: PlaneFrame
+    intensity: tuple[float, float] = (0.0, 1.0)   # the (low, high) raw intensities scaled to 0 and 1
     _boxes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def box(self, roi: BoxROI) -> np.ndarray:
@@ -94,7 +95,7 @@ def prepare_study(volume: Volume, spec: InputSpec) -> StudyView:
     scaled = np.clip((view - low) / (high - low), 0.0, spec.clip_max)
     _, rows, cols = scaled.shape
     frame = plane_frame(rows, cols, orientation.spacing[1], orientation.spacing[2])
-    return StudyView(volume, spec, orientation, np.ascontiguousarray(scaled), frame)
+    return StudyView(volume, spec, orientation, np.ascontiguousarray(scaled), frame, (float(low), float(high)))
 
 
 def _sampling_grid(rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from ...io.segmentation import THROMBUS
 from .acquisition import Contrast, Grid
-from .anatomy import Frame, LegShape, Template
+from .anatomy import Template
 from .bundle import paint_leg
 
 SIDES = ("right", "left")       # right leg at -x, left leg at +x
