@@ -29,16 +29,16 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-# (label, "module:attribute" or "module:Class.method", depth)
+# (label, "module:attribute" or "module:Class.method", depth); "A|B": A, or B in a tree without A
 STEPS = [
     ("prepare the study (orient, percentiles, scale)", "staging.slices:prepare_study", 1),
     ("detector view of the whole study", "detection.view:prepare_view", 1),
-    ("content-check inputs of the staged slices", "staging.content:content_inputs", 1),
+    ("content-check inputs of the staged slices", "staging.content:_content_inputs|staging.content:content_inputs", 1),
     ("ROI box masks", "io.roi:BoxROI.voxel_mask", 1),
     ("slice pairs (I_G, I_L)", "staging.slices:slice_pairs", 1),
     ("ROI answer (forward, trust)", "staging.inference:Stager._run", 1),
     ("forward: network with attention maps", "staging.inference:Stager._forward", 2),
-    ("content check", "staging.content:thrombus_check", 1),
+    ("content check", "staging.content:content_check|staging.content:thrombus_check", 1),
     ("detector network", "<detector>", 2),
     ("result table (ratio, JSON, schema)", "staging.results:build_result", 1),
     ("write result.json", "staging.results:write_result", 1),
@@ -91,7 +91,12 @@ class Timers:
 
 
 def _patch(timers: Timers, spec: str) -> bool:
-    """Wrap one function everywhere the staging code can call it from; False when the code has no such step."""
+    """Wrap one function everywhere the staging code can call it from; False when the code has no such step.
+    Of alternatives "A|B", the first the code has (timed under the whole spec)."""
+    return any(_patch_one(timers, spec, one) for one in spec.split("|"))
+
+
+def _patch_one(timers: Timers, key: str, spec: str) -> bool:
     module_name, attr = spec.split(":")
     try:
         module = importlib.import_module(f"DVTStagingLib.{module_name}")
@@ -102,12 +107,12 @@ def _patch(timers: Timers, spec: str) -> bool:
         cls = getattr(module, cls_name, None)
         if cls is None or method not in vars(cls):
             return False
-        setattr(cls, method, timers.wrap(spec, vars(cls)[method]))
+        setattr(cls, method, timers.wrap(key, vars(cls)[method]))
         return True
     original = getattr(module, attr, None)
     if original is None:
         return False
-    timed = timers.wrap(spec, original)
+    timed = timers.wrap(key, original)
     for name, mod in list(sys.modules.items()):      # every module that imported it by name
         if name.startswith("DVTStagingLib") and getattr(mod, attr, None) is original:
             setattr(mod, attr, timed)
