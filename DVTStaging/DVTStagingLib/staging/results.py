@@ -26,7 +26,8 @@ def _probs(classes, values) -> dict:
 
 
 MUSCLE = "muscle, the darkest major tissue peak 5-30 mm around the ROI"
-BOX_RATIO = f"estimated: upper quartile of the ROI's central half (median over slices) / {MUSCLE} (no thrombus segment)"
+BOX_RATIO = (f"estimated: upper quartile of the ROI's central half (median over slices) / {MUSCLE} (the detector "
+             "found too few thrombus pixels in the ROI)")
 SEGMENT_RATIO = f"estimated: upper quartile of the detector's thrombus pixels inside the ROI / {MUSCLE}"
 CHECK_RATIO = f"estimated: upper quartile of the thrombus pixels the content check found inside the ROI / {MUSCLE}"
 
@@ -40,9 +41,8 @@ def roi_ratio(study: StudyView, r, thrombus: np.ndarray | None = None) -> tuple[
     spacing = study.orientation.spacing[1:]
     if segment_in_box(box, thrombus):
         return estimated_ratio_in_box(image, box, spacing, thrombus), SEGMENT_RATIO
-    signal = getattr(r, "thrombus_signal", None)
-    if signal is not None:
-        return estimated_ratio_in_box(image, box, spacing, signal=signal), CHECK_RATIO
+    if r.thrombus_signal is not None:
+        return estimated_ratio_in_box(image, box, spacing, signal=r.thrombus_signal), CHECK_RATIO
     return estimated_ratio_in_box(image, box, spacing), BOX_RATIO
 
 
