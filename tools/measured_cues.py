@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cue_ceiling import fit_and_score  # noqa: E402
 from DVTStagingLib.core.stages import STAGES  # noqa: E402
-from DVTStagingLib.imaging.signal_ratio import estimated_ratio_in_box, muscle_level  # noqa: E402
+from DVTStagingLib.imaging.signal_ratio import estimated_ratio_in_box, muscle_around_box  # noqa: E402
 from DVTStagingLib.io.dataset import load_dataset  # noqa: E402
 from DVTStagingLib.io.roi import read_rois  # noqa: E402
 from DVTStagingLib.io.volume import read_volume  # noqa: E402
@@ -48,7 +48,7 @@ def roi_features(image: np.ndarray, box: np.ndarray, spacing: tuple[float, float
         m[max(r0 - dr, 0): r1 + dr, max(c0 - dc, 0): c1 + dc] = True
         return m
 
-    muscle = muscle_level(img, img[:, grown(30.0) & ~grown(5.0)])
+    muscle = muscle_around_box(image, box, spacing[1:])
     if ratio is None or muscle is None:
         return None
     qr, qc = (r1 - r0) // 4, (c1 - c0) // 4

@@ -146,8 +146,7 @@ def roi_thrombus_probability(detector, volume: Volume, roi: BoxROI, view: Detect
     `view`: the detector's view of the whole study where a caller has one (detection, evaluation); else
     only the slices the check runs are prepared, from `study` when given."""
     if view is None:
-        found = content_inputs(detector, volume, roi, study)
-        return 0.0 if found is None else _max_inside(detector, *found)
+        return content_check(detector, volume, roi, study).probability
     box = resample_mask(view, roi.voxel_mask(volume)) > 0.5
     slices = np.flatnonzero(box.flatten(1).any(dim=1).numpy())
     if slices.size == 0:
