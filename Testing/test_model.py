@@ -173,3 +173,21 @@ def test_the_benchmark_counts_the_fused_attention_flops_as_by_hand():
     others = sum(n for op, n in per_op.items() if op not in attention)
     assert plain.get_total_flops() / 2 in (others, total)        # torch alone: the kernel at 0 (or counted)
     assert total == others + by_hand
+
+
+def test_embed_with_the_blocks_statistics_gives_the_same_fused_features():
+    """The site check's feature space (each block's token statistics) comes from the same forward: the fused
+    features and the logits are the ones `embed` gives without it."""
+    from DVTStagingLib.models.vdpf import token_statistics
+
+    torch.manual_seed(0)
+    model = build_model(CFG).eval()
+    g, loc = torch.randn(3, 1, CFG.input.size, CFG.input.size), torch.randn(3, 1, CFG.input.size, CFG.input.size)
+    with torch.no_grad():
+        plain, _ = model.embed(g, loc)
+        fused, maps, layers = model.embed(g, loc, need_attention=True, need_layers=True)
+    assert torch.allclose(plain, fused, atol=1e-5) and maps is not None
+    assert layers.shape == (3, CFG.depth, 4 * CFG.embed_dim)
+    # the statistics are of each view's tokens: equal views give equal global and local halves
+    same = token_statistics(torch.ones(1, 4, 2), torch.ones(1, 4, 2))
+    assert same.shape == (1, 8) and torch.equal(same[0, :2], same[0, 2:4]) and torch.all(same[0, 4:] == 0)

@@ -114,6 +114,56 @@ def test_a_trust_abstains_for_distance_and_for_low_confidence_with_a_reason():
     assert trust.decide(np.array([0.4, 0.3, 0.3]), 0.0).startswith("not confident")
 
 
+def _site_trust(threshold=2.0):
+    """A Trust whose site check has two blocks of 2 statistics, unit precision, class means at 0 and 4."""
+    means = np.array([[[0.0, 0.0], [4.0, 4.0]], [[0.0, 0.0], [4.0, 4.0]]])
+    return Trust(temperature=1.0, confidence_threshold=0.6, ood_threshold=5.0, class_means=np.zeros((2, 2)),
+                 precision=np.eye(2), site_threshold=threshold, layer_means=means,
+                 layer_precisions=np.stack([np.eye(2), np.eye(2)]), layer_scales=np.array([1.0, 2.0]))
+
+
+def test_the_site_check_abstains_on_other_token_statistics_with_its_own_reason():
+    trust = _site_trust()
+    sure = np.array([0.9, 0.1])
+    near = np.zeros((5, 2, 2))                       # 5 slices, 2 blocks, at a class mean
+    assert trust.roi_site_score(near) == 0.0 and trust.decide(sure, 0.0, trust.roi_site_score(near)) is None
+    far = np.zeros((5, 2, 2))
+    far[:, 0] = [2.0, 2.0]                           # block 0: sqrt(8) from both means; block 1 at a mean
+    score = trust.roi_site_score(far)
+    assert score == pytest.approx(np.sqrt(8) / 2)    # mean over blocks of distance / scale
+    reason = trust.decide(sure, 0.0, score + 1.0)
+    assert reason.startswith("out of distribution") and "site check" in reason and "\n" not in reason
+    # no statistics (a model without the check, or none computed) decides as before
+    assert trust.roi_site_score(None) is None and Trust().roi_site_score(near) is None
+
+
+def test_the_site_check_is_stored_with_the_weights_and_read_back():
+    from DVTStagingLib.training.calibration import trust_tensors
+
+    trust = _site_trust(1.2345)
+    card = {"trust": trust.card_section()}
+    state = {"head.weight": torch.zeros(2), **trust_tensors(trust)}
+    back = Trust.from_model(card, state)
+    assert list(state) == ["head.weight"]            # the trust tensors are taken out of the network's state
+    assert back.site_threshold == 1.2345
+    np.testing.assert_allclose(back.layer_means, trust.layer_means)
+    np.testing.assert_allclose(back.layer_scales, trust.layer_scales)
+    # a card whose weights lack the check's tensors runs without it rather than with half of it
+    partial = {k: v for k, v in trust_tensors(trust).items() if not k.endswith("layer_scales")}
+    assert Trust.from_model(card, partial).site_threshold is None
+
+
+def test_the_conformal_threshold_keeps_the_false_alarm_rate_and_falls_back_to_the_largest_score():
+    from DVTStagingLib.training.calibration import conformal_threshold
+
+    scores = np.arange(1, 101, dtype=float)          # 100 validation scores 1..100
+    assert conformal_threshold(scores, 0.95) == 96.0     # the ceil(101 * 0.95) = 96th smallest
+    assert conformal_threshold(scores[:12], 0.95) == 12.0   # a dozen ROIs: too few for that rank
+    rng = np.random.default_rng(0)
+    fit, new = rng.normal(size=400), rng.normal(size=20000)
+    assert np.mean(new > conformal_threshold(fit, 0.95)) == pytest.approx(0.05, abs=0.02)
+
+
 # -- the bundled model ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bundled():
@@ -134,6 +184,24 @@ def test_inputs_unlike_the_training_data_come_out_indeterminate_with_a_reason(bu
                                     detector=detector)
         assert result.stage(stager.classes) == INDETERMINATE, (kind, seed, result.probabilities, result.ood_score)
         assert result.reason and "\n" not in result.reason
+
+
+def test_the_bundled_site_check_passes_the_training_style_and_flags_the_held_out_one(bundled):
+    """The held-out style is another "site": the bundled model says so rather than stage it from a renderer it
+    never saw, and still stages a study of its own style (seeds outside every training and figure set)."""
+    from DVTStagingLib.phantom.styles import make_study
+
+    stager, detector = bundled
+    assert stager.trust.site_threshold is not None
+    scores = {}
+    for style in ("analytic", "fields"):
+        study = make_study(31, ["subacute"], style)
+        _, (result,) = stager.stage(study.volume, study.rois[:1], want_attention=False, show_progress=False,
+                                    detector=detector)
+        scores[style] = result.site_score
+        if style == "fields":
+            assert result.stage(stager.classes) == INDETERMINATE and "site check" in result.reason
+    assert scores["analytic"] <= stager.trust.site_threshold < scores["fields"], scores
 
 
 def test_the_bundled_model_stages_a_phantom_thrombus_and_abstains_on_muscle(bundled, phantom_dataset):

@@ -76,3 +76,16 @@ def provenance(cases: int, seed: int, style: str = TRAINING_STYLE) -> dict:
             "cases": cases, "splits": splits,
             "rendered": f"in memory (tools/phantom_in_memory.py): the studies of dvt-staging phantom --cases {cases} "
                         f"--seed {seed} --style {style}"}
+
+
+def model_and_studies_arguments(description: str):
+    """The arguments of a tool that re-fits part of a model on the studies it was trained on: its card and
+    the `dvt-staging phantom --cases N --seed S` that drew them."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("card", type=Path)
+    p.add_argument("--cases", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--workers", type=int, default=None)
+    return p.parse_args()

@@ -8,13 +8,11 @@ are rewritten with it (every case, indeterminate counted wrong).  Temperature, O
 
   python3 tools/refit_confidence_in_memory.py CARD.json --cases 1200 --seed 300
 """
-import argparse
 import json
 import math
-from pathlib import Path
 
 # isort: off
-from phantom_in_memory import CLASSES, render_banks  # first: puts DVTStagingLib on the path
+from phantom_in_memory import CLASSES, model_and_studies_arguments, render_banks  # first: DVTStagingLib on the path
 # isort: on
 
 from DVTStagingLib.core.files import write_text_atomic  # noqa: E402
@@ -28,12 +26,7 @@ from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("card", type=Path)
-    p.add_argument("--cases", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--workers", type=int, default=None)
-    args = p.parse_args()
+    args = model_and_studies_arguments(__doc__.splitlines()[0])
     stager = Stager(str(args.card), "cpu")
     (bank,) = render_banks(args.cases, args.seed, [stager.cfg.input], stager.cfg.architecture != "vdpf",
                            stager.cfg.crop_margin_px, args.workers, splits=("val", "test"))

@@ -51,6 +51,13 @@ def vit_backbone(cfg: ModelConfig) -> VisionTransformer:
     )
 
 
+def token_statistics(global_tokens: torch.Tensor, local_tokens: torch.Tensor) -> torch.Tensor:
+    """[B, 4 * D]: each channel's mean and standard deviation over the token grid, of both views.  Low-level
+    statistics of this kind (a "style" of the image) move with the scanner and the renderer, not the stage."""
+    return torch.cat([global_tokens.mean(dim=1), local_tokens.mean(dim=1),
+                      global_tokens.std(dim=1), local_tokens.std(dim=1)], dim=1)
+
+
 class VDPF(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -59,19 +66,29 @@ class VDPF(nn.Module):
         self.glfm = GLFM(cfg)
         self.head = nn.Linear(self.glfm.out_dim, cfg.num_classes)
 
-    def embed(self, global_images: torch.Tensor, local_images: torch.Tensor, need_attention: bool = False):
+    def embed(self, global_images: torch.Tensor, local_images: torch.Tensor, need_attention: bool = False,
+              need_layers: bool = False):
         """The fused feature vector [B, D] the head reads (also the out-of-distribution check's feature
-        space), and the cross-attention maps when asked for (else None)."""
+        space), and the cross-attention maps when asked for (else None).  With need_layers, a third value:
+        each encoder block's token statistics [B, blocks, 4 * embed_dim] (see `token_statistics`), the
+        feature space of the site check (staging.trust)."""
         b = global_images.shape[0]
-        tokens = self.backbone.forward_features(torch.cat([global_images, local_images], dim=0))
+        images = torch.cat([global_images, local_images], dim=0)
+        if need_layers:
+            # timm's public per-block outputs; the final tokens are forward_features' (same blocks, same norm)
+            tokens, per_block = self.backbone.forward_intermediates(images, norm=False, output_fmt="NLC")
+            layers = torch.stack([token_statistics(t[:b], t[b:]) for t in per_block], dim=1)
+        else:
+            tokens, layers = self.backbone.forward_features(images), None
         f_g, f_l = tokens[:b], tokens[b:]
         fused, weights = self.glfm(f_g, f_l, need_weights=need_attention)
-        if not need_attention:
-            return fused.mean(dim=1), None
-        g = self.cfg.grid
-        # [B, heads, queries, keys] -> mean over heads and queries -> a distribution over keys.
-        maps = {name: w.mean(dim=(1, 2)).reshape(b, g, g) for name, w in weights.items()}
-        return fused.mean(dim=1), AttentionMaps(maps["local_to_global"], maps["global_to_local"])
+        maps = None
+        if need_attention:
+            g = self.cfg.grid
+            # [B, heads, queries, keys] -> mean over heads and queries -> a distribution over keys.
+            maps = {name: w.mean(dim=(1, 2)).reshape(b, g, g) for name, w in weights.items()}
+            maps = AttentionMaps(maps["local_to_global"], maps["global_to_local"])
+        return (fused.mean(dim=1), maps, layers) if need_layers else (fused.mean(dim=1), maps)
 
     def forward(self, global_images: torch.Tensor, local_images: torch.Tensor, need_attention: bool = False):
         """Logits [B, classes]; with need_attention also the cross-attention maps."""

@@ -39,6 +39,7 @@ class ROIResult:
     pairs: SlicePairs
     attention: dict = field(default_factory=dict)   # map name -> [n, grid, grid] (VDPF only)
     ood_score: float | None = None       # staging.trust: distance to the training data's features
+    site_score: float | None = None      # staging.trust: the site check's (token statistics of every block)
     thrombus_probability: float | None = None   # staging.content: the detector's, inside the box
     thrombus_signal: float | None = None        # staging.content: raw intensity of the thrombus it found there
     reason: str | None = None            # why the ROI is indeterminate (None: it is staged)
@@ -95,7 +96,7 @@ class Stager:
             pairs = slice_pairs(study, roi, images=not keep)
             crop_images = lesion_crops(study, roi, self.cfg.crop_margin_px) if crops else None
         attention_maps = want_attention and not crops
-        probs, features, maps = [], [], {"local_to_global": [], "global_to_local": []}
+        probs, features, layers, maps = [], [], [], {"local_to_global": [], "global_to_local": []}
         graph = [] if keep else None
         for start in range(0, len(pairs), self.batch_size):
             if cancel is not None and cancel():
@@ -104,8 +105,8 @@ class Stager:
             if graph is not None:
                 planes = view_planes(study, pairs, part, self.device)
                 with torch.enable_grad(), self._autocast(), budget.counting():
-                    logits, att, feats = self._forward(model_inputs_from_planes(study, pairs, planes, part),
-                                                       attention_maps)
+                    logits, att, feats, stats = self._forward(model_inputs_from_planes(study, pairs, planes, part),
+                                                              attention_maps)
                 graph.append((planes, logits))
                 if budget.exceeded:
                     graph = None        # the evidence pass runs its own forward (the same numbers, more time)
@@ -119,27 +120,34 @@ class Stager:
                     else:
                         inputs = (pairs.global_images[part].to(self.device),
                                   pairs.local_images[part].to(self.device))
-                    logits, att, feats = self._forward(inputs, attention_maps)
+                    logits, att, feats, stats = self._forward(inputs, attention_maps)
             if att is not None:
                 maps["local_to_global"].append(att.local_to_global.detach().float().cpu())
                 maps["global_to_local"].append(att.global_to_local.detach().float().cpu())
             if feats is not None:
                 features.append(feats.detach().float().cpu())
+            if stats is not None:
+                layers.append(stats.detach().float().cpu())
             probs.append(torch.softmax(logits.detach().float() / self.trust.temperature, dim=1).cpu())
         slice_probs = torch.cat(probs).numpy().astype(np.float64)
         attention = {k: torch.cat(v) for k, v in maps.items() if v}
         roi_probs = slice_probs.mean(axis=0)
         ood = self.trust.roi_ood_score(torch.cat(features).numpy()) if features else None
-        return ROIResult(roi, roi_probs, slice_probs, pairs, attention, ood_score=ood,
-                         reason=self.trust.decide(roi_probs, ood), graph=graph)
+        site = self.trust.roi_site_score(torch.cat(layers).numpy()) if layers else None
+        return ROIResult(roi, roi_probs, slice_probs, pairs, attention, ood_score=ood, site_score=site,
+                         reason=self.trust.decide(roi_probs, ood, site), graph=graph)
 
     def _forward(self, inputs, want_attention: bool):
-        """(logits, attention maps or None, fused features or None)."""
+        """(logits, attention maps or None, fused features or None, the blocks' token statistics or None:
+        only for a model whose trust has a site check)."""
         embed = getattr(self.model, "embed", None)
         if embed is None:
-            return self.model(*inputs), None, None
-        features, att = embed(*inputs, need_attention=want_attention)
-        return self.model.head(features), att, features
+            return self.model(*inputs), None, None, None
+        if self.trust.site_threshold is None:
+            features, att = embed(*inputs, need_attention=want_attention)
+            return self.model.head(features), att, features, None
+        features, att, stats = embed(*inputs, need_attention=want_attention, need_layers=True)
+        return self.model.head(features), att, features, stats
 
     def warm_up(self) -> None:
         """A forward (and, where the answer keeps its forward, a backward) pass on random slices now: a
@@ -152,7 +160,7 @@ class Stager:
         if self.keeps_graph:
             x.requires_grad_(True)
             with torch.enable_grad():
-                logits, _, _ = self._forward((x, x), True)
+                logits, _, _, _ = self._forward((x, x), True)
                 torch.autograd.grad(logits.sum(), x)
 
     @property

@@ -60,6 +60,7 @@ def build_result(study: StudyView, results, classes, model_entry, device: str, i
             "stage": r.stage(classes),
             "reason": r.reason,
             "ood_score": None if r.ood_score is None else round(float(r.ood_score), 3),
+            "site_score": None if r.site_score is None else round(float(r.site_score), 4),
             "thrombus_probability": None if r.thrombus_probability is None else round(float(r.thrombus_probability), 4),
             "probabilities": _probs(classes, r.probabilities),
             "slice_axis": r.pairs.axis,

@@ -8,6 +8,13 @@ out-of-distribution check, all fit on the model's own data and stored with the m
   the nearest class mean, with one covariance shared by the classes, both fit on the training split only.
   An ROI's score is the median over its slices; above the threshold (chosen on validation) the ROI is
   "indeterminate: not what the model knows".
+- Site check: the same distance on each encoder block's token statistics (the channels' mean and spread over
+  the token grid, both views; models.vdpf.token_statistics), one Gaussian per block, after Lee et al.'s
+  feature ensemble.  Early and middle blocks see the image's texture, noise and contrast, which move with the
+  scanner and the renderer; the fused features the head reads barely do.  An ROI's score is the mean over
+  blocks of its median slice distance, each divided by the block's validation median; above the threshold
+  (a quantile of the validation ROIs' scores) the ROI is "indeterminate: out of distribution" as well: a
+  study from a site the model was not fit to, which `dvt-staging adapt` fits it to.
 
 The card holds the scalars (`trust` section); the weights file holds the means and the precision matrix
 under the `trust.` prefix, so the sha256 of the weights covers them too.  Numpy only.
@@ -23,6 +30,7 @@ TRUST_PREFIX = "trust."
 REASON_OOD = "out of distribution"
 REASON_UNSURE = "not confident"
 REASON_NO_THROMBUS = "no thrombus-like content"
+SITE_TENSORS = ("layer_means", "layer_precisions", "layer_scales")
 
 
 @dataclass
@@ -33,6 +41,10 @@ class Trust:
     class_means: np.ndarray | None = None      # [classes, D]
     precision: np.ndarray | None = None        # [D, D], shared by the classes
     fit: dict | None = None                    # how each part was fit (for the card)
+    site_threshold: float | None = None
+    layer_means: np.ndarray | None = None      # [blocks, classes, F]
+    layer_precisions: np.ndarray | None = None  # [blocks, F, F]
+    layer_scales: np.ndarray | None = None     # [blocks] validation median of each block's ROI distance
 
     # -- storage -----------------------------------------------------------------------------------
     @classmethod
@@ -41,6 +53,8 @@ class Trust:
         tensors = {k[len(TRUST_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(TRUST_PREFIX)}
         section = card.get("trust") or {}
         means, precision = tensors.get("class_means"), tensors.get("precision")
+        site = {k: tensors[k].double().numpy() for k in SITE_TENSORS if k in tensors}
+        has_site = len(site) == len(SITE_TENSORS)
         return cls(
             temperature=float(section.get("temperature", 1.0)),
             confidence_threshold=section.get("confidence_threshold"),
@@ -48,6 +62,8 @@ class Trust:
             class_means=None if means is None else means.double().numpy(),
             precision=None if precision is None else precision.double().numpy(),
             fit=section.get("fit"),
+            site_threshold=section.get("site_threshold") if has_site else None,
+            **(site if has_site else {}),
         )
 
     def card_section(self) -> dict:
@@ -55,39 +71,68 @@ class Trust:
                 "ood_threshold": self.ood_threshold,
                 "ood_method": "median over the ROI's slices of the Mahalanobis distance of the fused features "
                               "to the nearest class mean (shared covariance, fit on the training split)",
+                **({"site_threshold": self.site_threshold,
+                    "site_method": "mean over the encoder blocks of the median over the ROI's slices of the "
+                                   "Mahalanobis distance of the block's token statistics to the nearest class "
+                                   "mean, each divided by its validation median (fit on the training split)"}
+                   if self.site_threshold is not None else {}),
                 "fit": self.fit or {}}
 
     def tensors(self) -> dict:
         """numpy arrays to store beside the network's weights (prefix added by the caller)."""
-        if self.class_means is None:
-            return {}
-        return {"class_means": self.class_means.astype(np.float32), "precision": self.precision.astype(np.float32)}
+        arrays = {}
+        if self.class_means is not None:
+            arrays.update(class_means=self.class_means, precision=self.precision)
+        if self.site_threshold is not None:
+            arrays.update({k: getattr(self, k) for k in SITE_TENSORS})
+        return {k: np.asarray(v, np.float32) for k, v in arrays.items()}
 
     # -- scoring -----------------------------------------------------------------------------------
     def slice_distances(self, features: np.ndarray) -> np.ndarray | None:
         """[n] distance of each feature row to the nearest class mean (None without a fitted check)."""
         if self.class_means is None or len(features) == 0:
             return None
-        x = np.asarray(features, np.float64)
-        # (x - m) P (x - m)^T row by row, as one matrix product per class (BLAS; an einsum of the three
-        # operands loops in C without it and took a tenth of a warm answer)
-        d2 = np.stack([(((x - m) @ self.precision) * (x - m)).sum(axis=1) for m in self.class_means], axis=1)
-        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        return nearest_mean_distance(features, self.class_means, self.precision)
 
     def roi_ood_score(self, features: np.ndarray) -> float | None:
         distances = self.slice_distances(features)
         return None if distances is None else float(np.median(distances))
 
-    def decide(self, probabilities: np.ndarray, ood_score: float | None) -> str | None:
+    def layer_distances(self, layers: np.ndarray) -> np.ndarray:
+        """[blocks] each block's median slice distance for one ROI's token statistics [n, blocks, F]."""
+        layers = np.asarray(layers, np.float64)
+        return np.array([np.median(nearest_mean_distance(layers[:, k], self.layer_means[k], self.layer_precisions[k]))
+                         for k in range(len(self.layer_means))])
+
+    def roi_site_score(self, layers: np.ndarray | None) -> float | None:
+        """The site check's score of one ROI (None without a fitted check or token statistics)."""
+        if self.site_threshold is None or layers is None or len(layers) == 0:
+            return None
+        return float(np.mean(self.layer_distances(layers) / self.layer_scales))
+
+    def decide(self, probabilities: np.ndarray, ood_score: float | None, site_score: float | None = None) -> str | None:
         """None when the ROI may be staged, else the reason it is indeterminate (one line)."""
         if ood_score is not None and self.ood_threshold is not None and ood_score > self.ood_threshold:
             return (f"{REASON_OOD}: the ROI does not look like the studies the model was trained on "
                     f"(feature distance {ood_score:.1f} > {self.ood_threshold:.1f})")
+        if site_score is not None and self.site_threshold is not None and site_score > self.site_threshold:
+            return (f"{REASON_OOD}: the image's texture and contrast differ from the studies the model was trained "
+                    f"on (site check {site_score:.2f} > {self.site_threshold:.2f}; another scanner or site: "
+                    f"dvt-staging adapt fits the models to a site)")
         confidence = float(np.max(probabilities))
         if self.confidence_threshold is not None and confidence < self.confidence_threshold:
             return (f"{REASON_UNSURE}: highest probability {confidence:.2f} is below "
                     f"{self.confidence_threshold:.2f} (threshold chosen on validation)")
         return None
+
+
+def nearest_mean_distance(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """[n] Mahalanobis distance of each row of `features` to the nearest of `means` (shared precision)."""
+    x = np.asarray(features, np.float64)
+    # (x - m) P (x - m)^T row by row, as one matrix product per class (BLAS; an einsum of the three
+    # operands loops in C without it and took a tenth of a warm answer)
+    d2 = np.stack([(((x - m) @ precision) * (x - m)).sum(axis=1) for m in means], axis=1)
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
 def content_reason(thrombus_probability: float, threshold: float) -> str | None:

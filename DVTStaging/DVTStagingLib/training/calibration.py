@@ -15,6 +15,7 @@ the scan: a guide to the threshold, not a guarantee.)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,25 +30,30 @@ TARGET_RISK = 0.05          # ... and keeps more while the answered ROIs' error 
 RISK_DELTA = 0.05           # (upper bound at 1 - RISK_DELTA confidence)
 OOD_QUANTILE = 0.99         # the OOD threshold: this quantile of the validation ROIs' scores ...
 OOD_MARGIN = 1.10           # ... times this margin (unseen in-distribution studies vary more than 50 ROIs show)
+SITE_QUANTILE = 0.95        # the site check's threshold: this quantile of the validation ROIs' scores (a
+                            # conformal 5 % false-alarm rate on studies like the training data)
 COVARIANCE_RIDGE = 1e-3     # shrinkage toward the mean variance, so a few thousand slices give a stable inverse
 
 
 @torch.inference_mode()
 def slice_outputs(model, bank: SliceBank, device: torch.device, batch_size: int = 64):
-    """(logits [M, C], features [M, D] or None) for every slice of the bank."""
+    """(logits [M, C], features [M, D] or None, token statistics [M, blocks, F] or None) for every slice of
+    the bank; the last two for models with an `embed` (VDPF)."""
     model.eval()
-    logits, features = [], []
+    logits, features, layers = [], [], []
     embed = getattr(model, "embed", None)
     for start in range(0, len(bank.images), batch_size):
         inputs = [t.to(device) for t in model_inputs(model, *bank.tensors(slice(start, start + batch_size)))]
         if embed is not None:
-            f, _ = embed(*inputs)
+            f, _, stats = embed(*inputs, need_layers=True)
             features.append(f.float().cpu())
+            layers.append(stats.float().cpu())
             logits.append(model.head(f).float().cpu())
         else:
             logits.append(model(*inputs).float().cpu())
     return (torch.cat(logits).numpy().astype(np.float64),
-            torch.cat(features).numpy().astype(np.float64) if features else None)
+            torch.cat(features).numpy().astype(np.float64) if features else None,
+            torch.cat(layers).numpy() if layers else None)
 
 
 def roi_probabilities(logits: np.ndarray, roi_of_slice: np.ndarray, n_rois: int, temperature: float = 1.0):
@@ -133,7 +139,7 @@ def fit_class_gaussians(features: np.ndarray, labels: np.ndarray, n_classes: int
 
 def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.device) -> tuple[Trust, dict]:
     """A Trust fit on this model's data, and the figures of the fit (validation NLL/ECE before and after)."""
-    val_logits, val_features = slice_outputs(model, val_bank, device)
+    val_logits, val_features, val_layers = slice_outputs(model, val_bank, device)
     val_labels = val_bank.roi_labels()
     n_val = len(val_bank.rois)
     temperature = fit_temperature(val_logits, val_bank.roi_of_slice, val_labels)
@@ -146,27 +152,71 @@ def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.d
               "val_ece_before": expected_calibration_error(before, val_labels),
               "val_ece_after": expected_calibration_error(after, val_labels), **rule}
     if val_features is not None:
-        _, train_features = slice_outputs(model, train_bank, device)
-        means, precision = fit_class_gaussians(train_features, train_bank.roi_labels()[train_bank.roi_of_slice],
-                                               val_logits.shape[1])
+        _, train_features, train_layers = slice_outputs(model, train_bank, device)
+        slice_labels = train_bank.roi_labels()[train_bank.roi_of_slice]
+        means, precision = fit_class_gaussians(train_features, slice_labels, val_logits.shape[1])
         trust.class_means, trust.precision = means, precision
         scores = np.array([trust.roi_ood_score(val_features[val_bank.roi_of_slice == r]) for r in range(n_val)])
         trust.ood_threshold = round(float(np.quantile(scores, OOD_QUANTILE) * OOD_MARGIN), 3)
         report.update(train_slices=len(train_features), ood_quantile=OOD_QUANTILE, ood_margin=OOD_MARGIN,
                       val_ood_score_median=float(np.median(scores)))
+        report.update(fit_site_check(trust, train_layers, slice_labels, val_layers, val_bank.roi_of_slice, n_val,
+                                     val_logits.shape[1]))
     trust.fit = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()}
     return trust, report
 
 
-def trusted_predictions(model, trust: Trust, bank: SliceBank, device: torch.device):
-    """Per-ROI calibrated probabilities [R, C], the reason each ROI is indeterminate (None: staged) and its
-    OOD score, exactly as `stage` decides them."""
-    logits, features = slice_outputs(model, bank, device)
+def fit_site_check(trust: Trust, train_layers: np.ndarray, slice_labels: np.ndarray, val_layers: np.ndarray,
+                   val_roi_of_slice: np.ndarray, n_val: int, n_classes: int) -> dict:
+    """The site check (staging.trust) of `trust`: one tied-covariance Gaussian per class and block on the
+    training slices' token statistics, each block's scale and the threshold from the validation ROIs."""
+    fits = [fit_class_gaussians(train_layers[:, k].astype(np.float64), slice_labels, n_classes)
+            for k in range(train_layers.shape[1])]
+    trust.layer_means = np.stack([m for m, _ in fits])
+    trust.layer_precisions = np.stack([p for _, p in fits])
+    distances = np.stack([trust.layer_distances(val_layers[val_roi_of_slice == r]) for r in range(n_val)])
+    trust.layer_scales = np.median(distances, axis=0)
+    scores = (distances / trust.layer_scales).mean(axis=1)
+    trust.site_threshold = conformal_threshold(scores, SITE_QUANTILE)
+    return {"site_quantile": SITE_QUANTILE, "site_blocks": int(train_layers.shape[1]),
+            "val_site_score_max": float(scores.max())}
+
+
+def conformal_threshold(scores: np.ndarray, quantile: float) -> float:
+    """Split-conformal threshold: the ceil((n + 1) q)-th smallest of n validation scores, so that a new study
+    like them exceeds it with probability at most 1 - q.  With too few scores for that rank (a site's dozen
+    validation ROIs in `adapt`) the largest is used: the false-alarm rate is then about 1 / (n + 1)."""
+    ordered = np.sort(np.asarray(scores, np.float64))
+    rank = min(math.ceil((len(ordered) + 1) * quantile), len(ordered))
+    # rounded up: the card's threshold answers every ROI the fitted one answers
+    return math.ceil(float(ordered[rank - 1]) * 1e4) / 1e4
+
+
+@dataclass
+class TrustedOutputs:
+    """Per-ROI calibrated probabilities [R, C], the reason each ROI is indeterminate (None: staged), its OOD
+    score and its site check's score, exactly as `stage` decides them."""
+    probabilities: np.ndarray
+    reasons: list
+    ood_scores: list
+    site_scores: list
+
+
+def trusted_outputs(model, trust: Trust, bank: SliceBank, device: torch.device) -> TrustedOutputs:
+    logits, features, layers = slice_outputs(model, bank, device)
     n = len(bank.rois)
     probs = roi_probabilities(logits, bank.roi_of_slice, n, trust.temperature)
-    scores = [None if features is None else trust.roi_ood_score(features[bank.roi_of_slice == r]) for r in range(n)]
-    reasons = [trust.decide(p, s) for p, s in zip(probs, scores)]
-    return probs, reasons, scores
+    rows = [bank.roi_of_slice == r for r in range(n)]
+    scores = [None if features is None else trust.roi_ood_score(features[r]) for r in rows]
+    sites = [None if layers is None else trust.roi_site_score(layers[r]) for r in rows]
+    reasons = [trust.decide(p, s, site) for p, s, site in zip(probs, scores, sites)]
+    return TrustedOutputs(probs, reasons, scores, sites)
+
+
+def trusted_predictions(model, trust: Trust, bank: SliceBank, device: torch.device):
+    """(probabilities, reasons, OOD scores) of `trusted_outputs`."""
+    out = trusted_outputs(model, trust, bank, device)
+    return out.probabilities, out.reasons, out.ood_scores
 
 
 def trust_tensors(trust: Trust) -> dict:

@@ -94,7 +94,7 @@ def evaluate_model(data, model: str | None, out: Path, split: str = "test", devi
     from .calibration import (
         expected_calibration_error,
         reliability_bins,
-        trusted_predictions,
+        trusted_outputs,
     )
     from .slice_bank import build_slice_bank
 
@@ -107,7 +107,8 @@ def evaluate_model(data, model: str | None, out: Path, split: str = "test", devi
     bank = bank if split == "all" else bank.split(split)
     if not bank.rois:
         raise UserError(f"{data}: the '{split}' split has no labeled ROI")
-    probs, reasons, scores = trusted_predictions(stager.model, stager.trust, bank, stager.device)
+    outputs = trusted_outputs(stager.model, stager.trust, bank, stager.device)
+    probs, reasons, scores = outputs.probabilities, outputs.reasons, outputs.ood_scores
     reasons = _with_content_check(dataset, bank, reasons, device, detector)
     labels = bank.roi_labels()
     staging = staging_metrics(labels, probs, list(dataset.classes), [r is not None for r in reasons])
@@ -116,9 +117,10 @@ def evaluate_model(data, model: str | None, out: Path, split: str = "test", devi
     staging["reliability"] = reliability_bins(probs, labels)
     staging["predictions"] = [{"case": r["case"], "roi": r["roi"], "truth": r["stage"],
                                "stage": dataset.classes[int(np.argmax(p))] if why is None else INDETERMINATE,
-                               "reason": why, "ood_score": score,
+                               "reason": why, "ood_score": score, "site_score": site,
                                "probabilities": dict(zip(dataset.classes, map(float, p)))}
-                              for r, p, why, score in zip(bank.rois, probs, reasons, scores)]
+                              for r, p, why, score, site in zip(bank.rois, probs, reasons, scores,
+                                                                outputs.site_scores)]
     metrics = {
         "schema": METRICS_SCHEMA,
         "dataset": dataset.provenance(),   # what was scored, not where it lay on this machine

@@ -133,7 +133,7 @@ def evaluate_ood(stager, inputs, detector=None) -> dict:
             continue
         r = results[0]
         rows.append({"kind": kind, "input": label, "stage": r.stage(stager.classes), "reason": r.reason,
-                     "ood_score": r.ood_score,
+                     "ood_score": r.ood_score, "site_score": r.site_score,
                      "probabilities": dict(zip(stager.classes, map(float, r.probabilities)))})
     kinds = sorted({r["kind"] for r in rows})
     per_kind = {k: {"n": sum(r["kind"] == k for r in rows),
