@@ -32,7 +32,10 @@ def test_bundled_card_is_complete_and_matches_its_weights():
     build_model(cfg).load_state_dict(state)     # the weights fit the network of the card
     # calibrated and able to abstain: temperature, thresholds, and the OOD statistics beside the weights
     assert trust.temperature > 0 and 0 < trust.confidence_threshold < 1 and trust.ood_threshold > 0
-    assert trust.class_means.shape == (3, ModelConfig.from_dict(card["config"]).embed_dim * 3)
+    assert trust.class_means.shape == (3, cfg.embed_dim * 3)
+    # ... and the site check's, one Gaussian per encoder block on its token statistics (staging.trust)
+    assert trust.site_threshold > 0 and trust.layer_means.shape == (cfg.depth, 3, 4 * cfg.embed_dim)
+    assert trust.layer_precisions.shape == (cfg.depth, 4 * cfg.embed_dim, 4 * cfg.embed_dim)
     assert "ece" in test and "indeterminate_rate" in test
     assert entry.id in {e.id for e in list_models("staging")}
 
