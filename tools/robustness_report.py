@@ -48,7 +48,7 @@ def figure(runs: list[tuple[str, dict]], png: Path) -> None:
     ax.axvline(0.9, color="k", ls=":", lw=1)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
-    fig.savefig(png)
+    fig.savefig(png, bbox_inches="tight")
     plt.close(fig)
 
 

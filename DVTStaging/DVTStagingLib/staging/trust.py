@@ -116,9 +116,10 @@ class Trust:
             return (f"{REASON_OOD}: the ROI does not look like the studies the model was trained on "
                     f"(feature distance {ood_score:.1f} > {self.ood_threshold:.1f})")
         if site_score is not None and self.site_threshold is not None and site_score > self.site_threshold:
-            return (f"{REASON_OOD}: the image's texture and contrast differ from the studies the model was trained "
-                    f"on (site check {site_score:.2f} > {self.site_threshold:.2f}; another scanner or site: "
-                    f"dvt-staging adapt fits the models to a site)")
+            # the local view is the ROI's content, so an ROI without a thrombus can fail this check too
+            return (f"{REASON_OOD}: the texture and contrast in and around the ROI differ from the studies the "
+                    f"model was trained on (site check {site_score:.2f} > {self.site_threshold:.2f}): another "
+                    f"scanner or site, which dvt-staging adapt fits the models to, or an ROI without a thrombus")
         confidence = float(np.max(probabilities))
         if self.confidence_threshold is not None and confidence < self.confidence_threshold:
             return (f"{REASON_UNSURE}: highest probability {confidence:.2f} is below "
