@@ -137,6 +137,16 @@ def test_the_site_check_abstains_on_other_token_statistics_with_its_own_reason()
     assert trust.roi_site_score(None) is None and Trust().roi_site_score(near) is None
 
 
+def test_the_nearest_mean_distance_is_the_mahalanobis_distance_written_out():
+    from DVTStagingLib.staging.trust import nearest_mean_distance
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 6))
+    precision, means, x = a @ a.T + np.eye(6), rng.normal(size=(3, 6)), rng.normal(size=(40, 6)) * 3
+    by_hand = np.sqrt(np.min([[(r - m) @ precision @ (r - m) for m in means] for r in x], axis=1))
+    np.testing.assert_allclose(nearest_mean_distance(x, means, precision), by_hand, rtol=1e-9)
+
+
 def test_the_site_check_is_stored_with_the_weights_and_read_back():
     from DVTStagingLib.training.calibration import trust_tensors
 
