@@ -191,3 +191,6 @@ def test_embed_with_the_blocks_statistics_gives_the_same_fused_features():
     # the statistics are of each view's tokens: equal views give equal global and local halves
     same = token_statistics(torch.ones(1, 4, 2), torch.ones(1, 4, 2))
     assert same.shape == (1, 8) and torch.equal(same[0, :2], same[0, 2:4]) and torch.all(same[0, 4:] == 0)
+    t_g, t_l = torch.randn(2, 9, 5), torch.randn(2, 9, 5) * 3 + 1
+    expected = torch.cat([t_g.mean(1), t_l.mean(1), t_g.std(1), t_l.std(1)], dim=1)
+    assert torch.allclose(token_statistics(t_g, t_l), expected, atol=1e-5)
