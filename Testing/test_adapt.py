@@ -144,8 +144,11 @@ def test_adapt_refuses_a_dataset_it_cannot_learn_from_with_one_line(site, tmp_pa
 def test_a_signal_mid_adapt_leaves_no_model_behind(site, tmp_path, sig):
     out, catalogue = tmp_path / "run", tmp_path / "catalogue"
     env = dict(os.environ, DVT_STAGING_MODELS=str(catalogue), OMP_NUM_THREADS="1")
+    # Ctrl-C as in a terminal: a shell that starts the tests in the background ignores SIGINT, and a child
+    # inherits that (Python then installs no KeyboardInterrupt handler); restore the default in the child
     proc = subprocess.Popen([sys.executable, "-m", "DVTStagingLib", "adapt", "--data", str(site), "--out", str(out),
-                             *QUICK], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+                             *QUICK], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in proc.stderr:         # the staging model is trained and held in memory by now
