@@ -18,13 +18,12 @@ from phantom_in_memory import CLASSES, model_and_studies_arguments, render_banks
 from DVTStagingLib.models.catalog import save_model  # noqa: E402
 from DVTStagingLib.staging.inference import Stager  # noqa: E402
 from DVTStagingLib.training.calibration import (  # noqa: E402
-    expected_calibration_error,
     fit_site_check,
+    rounded_fit,
     slice_outputs,
     trust_tensors,
-    trusted_outputs,
+    trusted_split_metrics,
 )
-from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
 
 
 def main():
@@ -41,17 +40,13 @@ def main():
     report = fit_site_check(trust, train_layers, train.roi_labels()[train.roi_of_slice], val_layers,
                             val.roi_of_slice, len(val.rois), len(CLASSES))
     card = json.loads(args.card.read_text(encoding="utf-8"))
-    fit = dict(card["trust"].get("fit", {}))
-    fit.update({k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()})
+    fit = {**card["trust"].get("fit", {}), **rounded_fit(report)}
     fit["site_fit"] = (f"tools/fit_site_check_in_memory.py --cases {args.cases} --seed {args.seed}: "
                        f"{len(train_layers)} training slices, {len(val.rois)} validation ROIs")
     trust.fit = fit
     card["trust"] = trust.card_section()
     for name, part in (("val", val), ("test", test)):
-        out = trusted_outputs(stager.model, trust, part, stager.device)
-        scores = staging_metrics(part.roi_labels(), out.probabilities, CLASSES, [r is not None for r in out.reasons])
-        scores["ece"] = expected_calibration_error(out.probabilities, part.roi_labels())
-        card["metrics"][name] = scores
+        scores = card["metrics"][name] = trusted_split_metrics(stager.model, trust, part, stager.device, CLASSES)
         print(f"{name}: macro F1 {scores['macro_f1']:.3f}, indeterminate {scores['indeterminate_rate']:.3f}, "
               f"n {scores['n']}")
     card = {k: v for k, v in card.items() if k not in ("id", "sha256", "weights", "schema")}

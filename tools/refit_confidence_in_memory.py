@@ -18,11 +18,11 @@ from phantom_in_memory import CLASSES, model_and_studies_arguments, render_banks
 from DVTStagingLib.core.files import write_text_atomic  # noqa: E402
 from DVTStagingLib.staging.inference import Stager  # noqa: E402
 from DVTStagingLib.training.calibration import (  # noqa: E402
-    expected_calibration_error,
     fit_confidence_threshold,
+    rounded_fit,
     trusted_predictions,
+    trusted_split_metrics,
 )
-from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
 
 
 def main():
@@ -39,14 +39,12 @@ def main():
     old = card["trust"]["confidence_threshold"]
     card["trust"]["confidence_threshold"] = stager.trust.confidence_threshold
     fit = {k: v for k, v in card["trust"].get("fit", {}).items() if k != "target_coverage"}
-    card["trust"]["fit"] = {**fit, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in rule.items()},
+    card["trust"]["fit"] = {**fit, **rounded_fit(rule),
                             "confidence_refit": f"tools/refit_confidence_in_memory.py --cases {args.cases} "
                                                 f"--seed {args.seed} (was {old}, 95% validation coverage)"}
     for name, part in (("val", val), ("test", test)):
-        probs, reasons, _ = trusted_predictions(stager.model, stager.trust, part, stager.device)
-        scores = staging_metrics(part.roi_labels(), probs, CLASSES, [r is not None for r in reasons])
-        scores["ece"] = expected_calibration_error(probs, part.roi_labels())
-        card["metrics"][name] = scores
+        scores = card["metrics"][name] = trusted_split_metrics(stager.model, stager.trust, part, stager.device,
+                                                               CLASSES)
         print(f"{name}: macro F1 {scores['macro_f1']:.3f}, indeterminate {scores['indeterminate_rate']:.3f}, "
               f"n {scores['n']}")
     write_text_atomic(args.card, json.dumps(card, indent=1))

@@ -27,8 +27,7 @@ from phantom_in_memory import CLASSES, provenance, render_banks  # first: puts D
 import torch  # noqa: E402
 from DVTStagingLib.models.config import load_config, variant  # noqa: E402
 from DVTStagingLib.staging.inference import Stager  # noqa: E402
-from DVTStagingLib.training.calibration import expected_calibration_error, trusted_predictions  # noqa: E402
-from DVTStagingLib.training.metrics import staging_metrics  # noqa: E402
+from DVTStagingLib.training.calibration import trusted_split_metrics  # noqa: E402
 from DVTStagingLib.training.train import Distributed, train_on_bank  # noqa: E402
 
 
@@ -38,10 +37,7 @@ def _config(args, name: str):
 
 
 def _heldout_scores(model, trust, bank, dev) -> dict:
-    probs, reasons, _ = trusted_predictions(model, trust, bank, dev)
-    scores = staging_metrics(bank.roi_labels(), probs, CLASSES, [r is not None for r in reasons])
-    scores["ece"] = expected_calibration_error(probs, bank.roi_labels())
-    return scores
+    return trusted_split_metrics(model, trust, bank, dev, CLASSES)
 
 
 def _train_one(args, cfg, seed: int, bank, heldout, threads: int, out: Path):

@@ -22,6 +22,7 @@ import torch
 from scipy.stats import beta
 
 from ..staging.trust import Trust, softmax
+from .metrics import staging_metrics
 from .predict import model_inputs, roi_mean
 from .slice_bank import SliceBank
 
@@ -36,18 +37,20 @@ COVARIANCE_RIDGE = 1e-3     # shrinkage toward the mean variance, so a few thous
 
 
 @torch.inference_mode()
-def slice_outputs(model, bank: SliceBank, device: torch.device, batch_size: int = 64):
+def slice_outputs(model, bank: SliceBank, device: torch.device, batch_size: int = 64, need_layers: bool = True):
     """(logits [M, C], features [M, D] or None, token statistics [M, blocks, F] or None) for every slice of
-    the bank; the last two for models with an `embed` (VDPF)."""
+    the bank; the last two for models with an `embed` (VDPF), the statistics only with need_layers."""
     model.eval()
     logits, features, layers = [], [], []
     embed = getattr(model, "embed", None)
     for start in range(0, len(bank.images), batch_size):
         inputs = [t.to(device) for t in model_inputs(model, *bank.tensors(slice(start, start + batch_size)))]
         if embed is not None:
-            f, _, stats = embed(*inputs, need_layers=True)
+            out = embed(*inputs, need_layers=need_layers)
+            f = out[0]
             features.append(f.float().cpu())
-            layers.append(stats.float().cpu())
+            if need_layers:
+                layers.append(out[2].float().cpu())
             logits.append(model.head(f).float().cpu())
         else:
             logits.append(model(*inputs).float().cpu())
@@ -162,8 +165,13 @@ def fit_trust(model, train_bank: SliceBank, val_bank: SliceBank, device: torch.d
                       val_ood_score_median=float(np.median(scores)))
         report.update(fit_site_check(trust, train_layers, slice_labels, val_layers, val_bank.roi_of_slice, n_val,
                                      val_logits.shape[1]))
-    trust.fit = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()}
+    trust.fit = rounded_fit(report)
     return trust, report
+
+
+def rounded_fit(report: dict) -> dict:
+    """A fit report as the card's `trust.fit` keeps it (floats to 5 decimals)."""
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.items()}
 
 
 def fit_site_check(trust: Trust, train_layers: np.ndarray, slice_labels: np.ndarray, val_layers: np.ndarray,
@@ -203,7 +211,7 @@ class TrustedOutputs:
 
 
 def trusted_outputs(model, trust: Trust, bank: SliceBank, device: torch.device) -> TrustedOutputs:
-    logits, features, layers = slice_outputs(model, bank, device)
+    logits, features, layers = slice_outputs(model, bank, device, need_layers=trust.site_threshold is not None)
     n = len(bank.rois)
     probs = roi_probabilities(logits, bank.roi_of_slice, n, trust.temperature)
     rows = [bank.roi_of_slice == r for r in range(n)]
@@ -217,6 +225,14 @@ def trusted_predictions(model, trust: Trust, bank: SliceBank, device: torch.devi
     """(probabilities, reasons, OOD scores) of `trusted_outputs`."""
     out = trusted_outputs(model, trust, bank, device)
     return out.probabilities, out.reasons, out.ood_scores
+
+
+def trusted_split_metrics(model, trust: Trust, bank: SliceBank, device: torch.device, classes) -> dict:
+    """staging_metrics (indeterminate counted wrong) and ECE of the bank's ROIs, answered as `stage` decides."""
+    out = trusted_outputs(model, trust, bank, device)
+    scores = staging_metrics(bank.roi_labels(), out.probabilities, classes, [r is not None for r in out.reasons])
+    scores["ece"] = expected_calibration_error(out.probabilities, bank.roi_labels())
+    return scores
 
 
 def trust_tensors(trust: Trust) -> dict:

@@ -33,10 +33,9 @@ from ..models.devices import resolve_device
 from ..phantom.styles import refuse_held_out_style
 from .augment import augment_batch
 from .calibration import (
-    expected_calibration_error,
     fit_trust,
     trust_tensors,
-    trusted_predictions,
+    trusted_split_metrics,
 )
 from .finetune import ENCODER_LR_SCALE, finetune_config, parent_staging
 from .metrics import staging_metrics
@@ -327,9 +326,7 @@ def train_on_bank(bank: SliceBank, config: ModelConfig, out: Path, provenance: d
     metrics = {}
     for name, part in (("val", val_bank), ("test", test_bank)):
         if part.rois:
-            probs, reasons, _ = trusted_predictions(model, trust, part, dev)
-            metrics[name] = staging_metrics(part.roi_labels(), probs, classes, [r is not None for r in reasons])
-            metrics[name]["ece"] = expected_calibration_error(probs, part.roi_labels())
+            metrics[name] = trusted_split_metrics(model, trust, part, dev, classes)
     base = f"{parent[0].id}-finetuned" if parent is not None else config.name
     model_id = model_id or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
     card = model_card(config, provenance, record, metrics, seed)
