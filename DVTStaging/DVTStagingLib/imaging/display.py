@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.volume import Volume
+from .percentiles import IntegerHistogram
 
 
 @dataclass
@@ -56,6 +57,11 @@ def slice_view(volume: Volume, k: int, array: np.ndarray | None = None) -> Slice
 
 def display_window(values: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:
     """Percentile window of the non-background voxels."""
+    histogram = IntegerHistogram.of(values)
+    if histogram is not None:       # the same numbers, without sorting the voxels twice
+        body = histogram.above(histogram.percentile(5, values.dtype))
+        lo, hi = (body if body.size else histogram).percentile([low, high], values.dtype)
+        return float(lo), float(hi if hi > lo else lo + 1)
     v = values[values > np.percentile(values, 5)] if values.size else values
     if v.size == 0:
         v = values

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.files import prepare_output
 from ..core.progress import status
+from ..io.fast_nrrd import write_float_nrrd
 from ..io.roi import BoxROI, read_rois, roi_names_unique, write_rois
 from ..io.volume import Volume, check_image_content, read_volume, write_volume
 from ..models.catalog import resolve, verify_weights
@@ -86,7 +87,8 @@ def _write_overlays(overlays: dict, out: Path) -> float:
     """Write every heat map of `outputs.OVERLAY_FILES`; the seconds it took."""
     started = time.perf_counter()
     for which, name in OVERLAY_FILES.items():
-        write_volume(overlays[which], out / name)
+        if not write_float_nrrd(overlays[which], out / name):     # without `isal`: SimpleITK's zlib
+            write_volume(overlays[which], out / name)
     return time.perf_counter() - started
 
 
