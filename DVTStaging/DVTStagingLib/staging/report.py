@@ -13,6 +13,9 @@ from ..core.stages import INDETERMINATE_COLOR, STAGE_COLORS
 from .slices import StudyView
 
 REPORT_ROIS = 6   # ROIs listed by name in the picture
+# Each axes title at a fixed height (y=1): left to itself, matplotlib measures every tick label of every axes at
+# each draw to lift titles over ticks on top, which no axes here has (the same picture; a tenth of its time).
+TITLE = {"fontsize": 10, "y": 1.0}
 
 
 def _heat_rgba(plt, heat: np.ndarray, cmap: str) -> np.ndarray:
@@ -81,19 +84,19 @@ def write_report(path: Path, study: StudyView, results, classes, overlays: dict,
             ax.imshow(heat[ax], aspect=aspect, interpolation="bilinear")
         ax.add_patch(Rectangle((cols[0] - 0.5, rows[0] - 0.5), cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1,
                                fill=False, ec="#00e5ff", lw=1.2))
-        ax.set_xticks([]), ax.set_yticks([])
+        ax.xaxis.set_visible(False), ax.yaxis.set_visible(False)   # no ticks: nothing of the axis is drawn
     pad_r, pad_c = int(40 / study.orientation.spacing[1]), int(40 / study.orientation.spacing[2])
     for ax in (ax_zoom, ax_plain):
         ax.set_xlim(cols[0] - pad_c, cols[-1] + pad_c)
         ax.set_ylim(rows[-1] + pad_r, rows[0] - pad_r)
     axis = main.pairs.axis
     vol_index = int(main.pairs.volume_slices[peak])
-    ax_full.set_title(f"{main.roi.name}: slice {axis}={vol_index}, lesion evidence", fontsize=10)
-    ax_att.set_title("cross-attention: where the lesion's tokens\nlooked in the whole slice", fontsize=10)
+    ax_full.set_title(f"{main.roi.name}: slice {axis}={vol_index}, lesion evidence", **TITLE)
+    ax_att.set_title("cross-attention: where the lesion's tokens\nlooked in the whole slice", **TITLE)
     ax_full.text(0.01, 0.99, "R", color="w", transform=ax_full.transAxes, va="top", fontsize=11)
     ax_full.text(0.99, 0.99, "L", color="w", transform=ax_full.transAxes, va="top", ha="right", fontsize=11)
-    ax_zoom.set_title("lesion with evidence", fontsize=10)
-    ax_plain.set_title("lesion (BTI)", fontsize=10)
+    ax_zoom.set_title("lesion with evidence", **TITLE)
+    ax_plain.set_title("lesion (BTI)", **TITLE)
 
     order = np.argsort(main.pairs.volume_slices)
     x = main.pairs.volume_slices[order]
@@ -105,7 +108,7 @@ def write_report(path: Path, study: StudyView, results, classes, overlays: dict,
     ax_curve.set_ylim(-0.04, 1.04)
     ax_curve.set_xlabel(f"slice index ({axis})")
     ax_curve.set_ylabel("probability")
-    ax_curve.set_title("per-slice probabilities", fontsize=10, pad=16)
+    ax_curve.set_title("per-slice probabilities", pad=16, **TITLE)
     ax_curve.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 0.99), ncol=len(classes),
                     frameon=False, handlelength=1.5, borderaxespad=0.1)
 
@@ -128,7 +131,7 @@ def write_report(path: Path, study: StudyView, results, classes, overlays: dict,
     ax_bar.set_xticks(range(len(classes)), classes)
     lines = len(shown) + (hidden > 0)
     ax_bar.set_ylim(0, 1.15 + 0.12 * max(lines - 2, 0))   # room above the bars for the list of ROIs
-    ax_bar.set_title("stage probabilities (mean over slices)", fontsize=10)
+    ax_bar.set_title("stage probabilities (mean over slices)", **TITLE)
 
     stage = result["stage"]
     fig.suptitle(f"DVT stage: {stage.upper()}   " +
