@@ -163,6 +163,26 @@ def test_the_site_check_is_stored_with_the_weights_and_read_back():
     assert Trust.from_model(card, partial).site_threshold is None
 
 
+def test_the_site_check_is_fit_at_its_quantile_or_at_a_chosen_operating_point():
+    from DVTStagingLib.training.calibration import SITE_QUANTILE, conformal_threshold, fit_site_check
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 400)
+    train = rng.normal(size=(400, 2, 3)) + labels[:, None, None] * 3.0      # [slices, blocks, statistics]
+    val = rng.normal(size=(120, 2, 3))
+    val_roi = np.repeat(np.arange(40), 3)                                   # 40 ROIs of 3 slices
+    fitted = _site_trust()
+    report = fit_site_check(fitted, train, labels, val, val_roi, 40, 2)
+    scores = np.array([fitted.roi_site_score(val[val_roi == r]) for r in range(40)])
+    assert fitted.site_threshold == conformal_threshold(scores, SITE_QUANTILE) and report["site_quantile"] == SITE_QUANTILE
+    chosen = _site_trust()
+    report = fit_site_check(chosen, train, labels, val, val_roi, 40, 2, threshold=float(np.median(scores)))
+    assert chosen.site_threshold == float(np.median(scores))
+    assert report["val_share_over_site_threshold"] == pytest.approx(0.5)    # its false-alarm rate on validation
+    assert "site_quantile" not in report
+    np.testing.assert_allclose(chosen.layer_scales, fitted.layer_scales)    # the same check, another threshold
+
+
 def test_the_conformal_threshold_keeps_the_false_alarm_rate_and_falls_back_to_the_largest_score():
     from DVTStagingLib.training.calibration import conformal_threshold
 

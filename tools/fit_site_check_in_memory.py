@@ -6,7 +6,7 @@ threshold on the validation ROIs (training.calibration.fit_site_check); `metrics
 scored again with it.  Temperature, confidence threshold, the fused-feature OOD check and the network's weights
 stay as they are.  `dvt-staging calibrate` fits the whole trust section, this check included, from studies on disk.
 
-  python3 tools/fit_site_check_in_memory.py CARD.json --cases 1200 --seed 300
+  python3 tools/fit_site_check_in_memory.py CARD.json --cases 1200 --seed 300 [--site-threshold T]
 """
 import json
 import time
@@ -26,8 +26,15 @@ from DVTStagingLib.training.calibration import (  # noqa: E402
 )
 
 
+def _threshold_argument(parser):
+    parser.add_argument("--site-threshold", type=float, default=None,
+                        help="the check's operating point instead of the validation quantile "
+                             "(the bundled model's was chosen on selection draws of both styles: "
+                             "docs/results/robustness-bundled.md)")
+
+
 def main():
-    args = model_and_studies_arguments(__doc__.splitlines()[0])
+    args = model_and_studies_arguments(__doc__.splitlines()[0], _threshold_argument)
     stager = Stager(str(args.card), "cpu")
     start = time.perf_counter()
     (bank,) = render_banks(args.cases, args.seed, [stager.cfg.input], stager.cfg.architecture != "vdpf",
@@ -38,10 +45,13 @@ def main():
     _, _, val_layers = slice_outputs(stager.model, val, stager.device)
     trust = stager.trust
     report = fit_site_check(trust, train_layers, train.roi_labels()[train.roi_of_slice], val_layers,
-                            val.roi_of_slice, len(val.rois), len(CLASSES))
+                            val.roi_of_slice, len(val.rois), len(CLASSES), threshold=args.site_threshold)
     card = json.loads(args.card.read_text(encoding="utf-8"))
-    fit = {**card["trust"].get("fit", {}), **rounded_fit(report)}
-    fit["site_fit"] = (f"tools/fit_site_check_in_memory.py --cases {args.cases} --seed {args.seed}: "
+    earlier = {k: v for k, v in card["trust"].get("fit", {}).items()      # the rest of the trust's fit stays
+               if not k.startswith(("site_", "val_site_", "val_share_over_site"))}
+    fit = {**earlier, **rounded_fit(report)}
+    chosen = "" if args.site_threshold is None else f" --site-threshold {args.site_threshold}"
+    fit["site_fit"] = (f"tools/fit_site_check_in_memory.py --cases {args.cases} --seed {args.seed}{chosen}: "
                        f"{len(train_layers)} training slices, {len(val.rois)} validation ROIs")
     trust.fit = fit
     card["trust"] = trust.card_section()

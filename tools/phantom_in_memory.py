@@ -78,9 +78,9 @@ def provenance(cases: int, seed: int, style: str = TRAINING_STYLE) -> dict:
                         f"--seed {seed} --style {style}"}
 
 
-def model_and_studies_arguments(description: str):
+def model_and_studies_arguments(description: str, more=None):
     """The arguments of a tool that re-fits part of a model on the studies it was trained on: its card and
-    the `dvt-staging phantom --cases N --seed S` that drew them."""
+    the `dvt-staging phantom --cases N --seed S` that drew them (`more(parser)` adds the tool's own)."""
     import argparse
 
     p = argparse.ArgumentParser(description=description)
@@ -88,4 +88,6 @@ def model_and_studies_arguments(description: str):
     p.add_argument("--cases", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--workers", type=int, default=None)
+    if more is not None:
+        more(p)
     return p.parse_args()

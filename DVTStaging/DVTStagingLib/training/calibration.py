@@ -175,9 +175,10 @@ def rounded_fit(report: dict) -> dict:
 
 
 def fit_site_check(trust: Trust, train_layers: np.ndarray, slice_labels: np.ndarray, val_layers: np.ndarray,
-                   val_roi_of_slice: np.ndarray, n_val: int, n_classes: int) -> dict:
+                   val_roi_of_slice: np.ndarray, n_val: int, n_classes: int, threshold: float | None = None) -> dict:
     """The site check (staging.trust) of `trust`: one tied-covariance Gaussian per class and block on the
-    training slices' token statistics, each block's scale and the threshold from the validation ROIs."""
+    training slices' token statistics, each block's scale and the threshold from the validation ROIs
+    (`threshold`: an operating point chosen elsewhere instead, reported with its validation false-alarm rate)."""
     fits = [fit_class_gaussians(train_layers[:, k].astype(np.float64), slice_labels, n_classes)
             for k in range(train_layers.shape[1])]
     trust.layer_means = np.stack([m for m, _ in fits])
@@ -185,8 +186,13 @@ def fit_site_check(trust: Trust, train_layers: np.ndarray, slice_labels: np.ndar
     distances = np.stack([trust.layer_distances(val_layers[val_roi_of_slice == r]) for r in range(n_val)])
     trust.layer_scales = np.median(distances, axis=0)
     scores = (distances / trust.layer_scales).mean(axis=1)
-    trust.site_threshold = conformal_threshold(scores, SITE_QUANTILE)
-    return {"site_quantile": SITE_QUANTILE, "site_blocks": int(train_layers.shape[1]),
+    if threshold is None:
+        trust.site_threshold = conformal_threshold(scores, SITE_QUANTILE)
+        return {"site_quantile": SITE_QUANTILE, "site_blocks": int(train_layers.shape[1]),
+                "val_site_score_max": float(scores.max())}
+    trust.site_threshold = float(threshold)
+    return {"site_threshold_chosen": float(threshold), "site_blocks": int(train_layers.shape[1]),
+            "val_share_over_site_threshold": float(np.mean(scores > threshold)),
             "val_site_score_max": float(scores.max())}
 
 
