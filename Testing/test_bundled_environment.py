@@ -47,7 +47,7 @@ def test_entry_points_ask_to_install_instead_of_failing(worklist_folder, tmp_pat
     assert report["export_asked"] == INSTALL + "- slicerio>=1.1\n- jsonschema>=4.17" and not report["export_written"]
     everything = INSTALL + "\n".join(f"- {r}" for r in ("torch>=2.1", "torchvision>=0.16", "timm>=1.0",
                                                           "safetensors>=0.4", "slicerio>=1.1", "jsonschema>=4.17",
-                                                          "matplotlib>=3.7", *SERVICE))
+                                                          "matplotlib>=3.7", "isal>=1.6", *SERVICE))
     assert report["stage_asked"] == everything and report["detect_asked"] == everything
     assert report["running"] is False and report["ensure_declined"] is False
     assert report["errors_shown"] == [] and report["console_errors"] == []
@@ -60,5 +60,5 @@ def test_entry_points_ask_to_install_instead_of_failing(worklist_folder, tmp_pat
     assert report["installs"] == [["pip", ["slicerio>=1.1"]], ["pip", ["jsonschema>=4.17"]],
                                   ["pip", ["light-the-torch>=0.5"]],
                                   ["light_the_torch", ["torch>=2.1", "torchvision>=0.16"]],
-                                  ["pip", ["timm>=1.0", "safetensors>=0.4", "matplotlib>=3.7", *SERVICE]]]
+                                  ["pip", ["timm>=1.0", "safetensors>=0.4", "matplotlib>=3.7", "isal>=1.6", *SERVICE]]]
     assert report["errors_after_install"] == [] and report["console_errors_after_install"] == []
