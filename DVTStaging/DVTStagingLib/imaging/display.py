@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.volume import Volume
-from .percentiles import IntegerHistogram
+from .percentiles import percentiles_above_floor
 
 
 @dataclass
@@ -57,13 +57,5 @@ def slice_view(volume: Volume, k: int, array: np.ndarray | None = None) -> Slice
 
 def display_window(values: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:
     """Percentile window of the non-background voxels."""
-    histogram = IntegerHistogram.of(values)
-    if histogram is not None:       # the same numbers, without sorting the voxels twice
-        body = histogram.above(histogram.percentile(5, values.dtype))
-        lo, hi = (body if body.size else histogram).percentile([low, high], values.dtype)
-        return float(lo), float(hi if hi > lo else lo + 1)
-    v = values[values > np.percentile(values, 5)] if values.size else values
-    if v.size == 0:
-        v = values
-    lo, hi = np.percentile(v, [low, high])
+    lo, hi = percentiles_above_floor(values, [low, high])
     return float(lo), float(hi if hi > lo else lo + 1)

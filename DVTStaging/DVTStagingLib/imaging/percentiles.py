@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+BACKGROUND_PERCENTILE = 5     # the voxels at or below it are the background (air)
+
 
 class IntegerHistogram:
     """Counts of each value of an 8/16-bit integer array, enough to answer np.percentile exactly."""
@@ -75,9 +77,15 @@ def _lerp(a, b, t):
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
-def percentile(values: np.ndarray, q, histogram: IntegerHistogram | None = None):
-    """np.percentile(values, q), from a histogram where one applies."""
-    histogram = histogram if histogram is not None else IntegerHistogram.of(values)
-    if histogram is None:
-        return np.percentile(values, q)
-    return histogram.percentile(q, np.asarray(values).dtype)
+def percentiles_above_floor(values: np.ndarray, q, min_body: int = 1, dtype=None):
+    """np.percentile(body, q), where body = the values of an array of `dtype` (default: their own) above its 5th
+    percentile (the background), or all of them when fewer than `min_body` are; from a histogram where one
+    applies."""
+    dtype = np.dtype(values.dtype if dtype is None else dtype)
+    histogram = IntegerHistogram.of(values)
+    if histogram is not None:
+        body = histogram.above(histogram.percentile(BACKGROUND_PERCENTILE, dtype))
+        return (body if body.size >= min_body else histogram).percentile(q, dtype)
+    array = values.astype(dtype, copy=False)
+    body = array[array > np.percentile(array, BACKGROUND_PERCENTILE)] if array.size else array
+    return np.percentile(body if body.size >= min_body else array, q)

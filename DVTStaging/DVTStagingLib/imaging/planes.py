@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.errors import UserError
 from ..io.volume import Volume
-from .percentiles import IntegerHistogram
+from .percentiles import percentiles_above_floor
 
 # For each plane: the RAS axis slices are stacked along, and the RAS
 # directions image rows and columns increase toward (rows down, cols right).
@@ -79,18 +79,7 @@ def intensity_scale(array: np.ndarray, low_percentile: float, high_percentile: f
     sample = array.ravel()
     if sample.size > 2_000_000:                  # a strided sample is exact enough for percentiles
         sample = sample[:: sample.size // 2_000_000 + 1]
-    histogram = IntegerHistogram.of(sample)
-    if histogram is not None:       # the numbers of the float32 lines below, without sorting the voxels
-        body = histogram.above(histogram.percentile(5, np.float32))
-        low, high = (body if body.size >= 100 else histogram).percentile([low_percentile, high_percentile],
-                                                                         np.float32)
-    else:
-        sample = sample.astype(np.float32)
-        floor = np.percentile(sample, 5)
-        body = sample[sample > floor]
-        if body.size < 100:
-            body = sample
-        low, high = np.percentile(body, [low_percentile, high_percentile])
+    low, high = percentiles_above_floor(sample, [low_percentile, high_percentile], min_body=100, dtype=np.float32)
     if not high > low:
         raise UserError("the image has no usable intensity range (almost constant)")
     return float(low), float(high)

@@ -27,7 +27,7 @@ def _vector(values) -> str:
     return "(" + ",".join(_number(v) for v in values) + ")"
 
 
-def nrrd_header(volume, encoding: str = "gzip") -> bytes:
+def nrrd_header(volume) -> bytes:
     """The header SimpleITK's NRRD writer gives a 3D float32 volume in LPS (tested against it)."""
     k, j, i = volume.array.shape
     directions = volume.direction_lps * volume.spacing[None, :]      # column a: the step along axis a
@@ -41,7 +41,7 @@ def nrrd_header(volume, encoding: str = "gzip") -> bytes:
              "space directions: " + " ".join(_vector(directions[:, a]) for a in range(3)),
              "kinds: domain domain domain",
              "endian: little",
-             f"encoding: {encoding}",
+             "encoding: gzip",
              f"space origin: {_vector(volume.origin_lps)}",
              "", ""]
     return "\n".join(lines).encode("ascii")

@@ -186,14 +186,13 @@ def fit_site_check(trust: Trust, train_layers: np.ndarray, slice_labels: np.ndar
     distances = np.stack([trust.layer_distances(val_layers[val_roi_of_slice == r]) for r in range(n_val)])
     trust.layer_scales = np.median(distances, axis=0)
     scores = (distances / trust.layer_scales).mean(axis=1)
+    report = {"site_blocks": int(train_layers.shape[1]), "val_site_score_max": float(scores.max())}
     if threshold is None:
         trust.site_threshold = conformal_threshold(scores, SITE_QUANTILE)
-        return {"site_quantile": SITE_QUANTILE, "site_blocks": int(train_layers.shape[1]),
-                "val_site_score_max": float(scores.max())}
+        return {"site_quantile": SITE_QUANTILE, **report}
     trust.site_threshold = float(threshold)
-    return {"site_threshold_chosen": float(threshold), "site_blocks": int(train_layers.shape[1]),
-            "val_share_over_site_threshold": float(np.mean(scores > threshold)),
-            "val_site_score_max": float(scores.max())}
+    return {"site_threshold_chosen": float(threshold),
+            "val_share_over_site_threshold": float(np.mean(scores > threshold)), **report}
 
 
 def conformal_threshold(scores: np.ndarray, quantile: float) -> float:
