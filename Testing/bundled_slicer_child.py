@@ -92,7 +92,10 @@ def _refresh_installed() -> None:
 
 def _allowed(top: str) -> bool:
     _refresh_installed()
-    return top in sys.stdlib_module_names or top in BUNDLED or top in MODULE_AND_HARNESS or top in INSTALLED_TOPS
+    # _sysconfigdata_<abi>_<platform>: every CPython's build configuration (Slicer's too), which sysconfig
+    # imports by a platform-specific name that sys.stdlib_module_names does not list.
+    return (top in sys.stdlib_module_names or top.startswith("_sysconfigdata_") or top in BUNDLED
+            or top in MODULE_AND_HARNESS or top in INSTALLED_TOPS)
 
 
 class OnlyWhatSlicerBundles(importlib.abc.MetaPathFinder):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.segmentation import ARTERY, BONE, EDEMA, FAT, MUSCLE, SKIN, THROMBUS, VEIN, VEIN_WALL
+from .random_fields import SmoothField
 from .spec import THIGH_LENGTH, CaseSpec, LegSpec, SubjectSpec, ThrombusSpec
 
 F = np.float32
@@ -40,6 +41,7 @@ class Grid:
         self.size = tuple(int(s) for s in size)          # i, j, k
         self.shape = self.size[::-1]                     # k, j, i
         self.voxel_mm = float(min(spacing[:2]))
+        self.spacing_kji = tuple(float(s) for s in spacing[::-1])
 
     def slabs(self, max_voxels: int):
         """Blocks of whole k-slices of at most about max_voxels voxels each."""
@@ -55,16 +57,6 @@ class Grid:
         for row in m:
             out.append(row[3] + row[0] * i[None, None, :] + row[1] * j[None, :, None] + row[2] * k[:, None, None])
         return out
-
-    def plane_wave(self, block, k_ras, phase):
-        """cos(k . p + phase) at the block's voxel centres, separably (no full-size cos)."""
-        k_ijk = np.asarray(k_ras, dtype=float) @ self.matrix[:, :3]
-        offset = float(np.asarray(k_ras, dtype=float) @ self.matrix[:, 3]) + phase
-        kk, jj, ii = (np.arange(sl.start, sl.stop) for sl in block)
-        e_i = np.exp(1j * (k_ijk[0] * ii + offset)).astype(np.complex64)[None, None, :]
-        e_j = np.exp(1j * k_ijk[1] * jj).astype(np.complex64)[None, :, None]
-        e_k = np.exp(1j * k_ijk[2] * kk).astype(np.complex64)[:, None, None]
-        return ((e_j * e_i) * e_k).real
 
     def block_around(self, ras_points: np.ndarray, margin_mm: float):
         """Voxel block [k, j, i] slices covering points ± margin, or None when outside."""
@@ -104,14 +96,6 @@ def _paint(image, labels, block, alpha, value, label=None, where=None):
 def _window(z, z0, z1, ramp):
     """1 inside [z0, z1], ramping to 0 over `ramp` mm outside."""
     return np.clip(np.minimum(z - z0, z1 - z) / ramp + 1.0, 0.0, 1.0).astype(F)
-
-
-def _texture(x, y, z, waves):
-    """Smooth heterogeneity field with unit-ish amplitude from a few plane waves."""
-    out = np.zeros(np.broadcast(x, y, z).shape, dtype=F)
-    for kx, ky, kz, phase, *amp in waves:
-        out += F(amp[0] if amp else 1.0) * np.cos(F(kx) * x + F(ky) * y + F(kz) * z + F(phase))
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -185,9 +169,11 @@ def render(spec: CaseSpec) -> Rendered:
     instances = np.zeros(grid.shape, dtype=np.uint8)
     w = grid.voxel_mm
     legs = [Leg(leg, spec.subject) for leg in spec.subject.legs]
+    strands = _edema_strands(spec, grid)
+    muscle_field = SmoothField(np.random.default_rng([spec.seed, 4]), grid.shape, grid.spacing_kji, MUSCLE_CORR_MM)
     # Slabs of a few slices keep the whole-volume arithmetic in cache.
     for block in grid.slabs(max_voxels=1 << 18):
-        _paint_limbs(grid, image, labels, legs, spec.subject, w, block)
+        _paint_limbs(grid, image, labels, legs, spec.subject, w, block, strands, muscle_field)
     z_lo, z_hi = grid.z_span()
     z_samples = np.linspace(z_lo, z_hi, 48)
     for leg in legs:
@@ -199,11 +185,37 @@ def render(spec: CaseSpec) -> Rendered:
                     z_samples, offset=(-4.8, 1.5))
         _paint_tube(grid, image, labels, leg, leg.saphenous, lambda z: 2.0 + 0 * z, spec.subject.lumen, VEIN, w,
                     z_samples, offset=(0.0, 0.0))
-        _paint_femoral_bundle(grid, image, labels, instances, leg, spec.subject, thrombi, w, z_samples)
+        _paint_femoral_bundle(grid, image, labels, instances, leg, spec.subject, thrombi, w, z_samples, spec.seed)
     return Rendered(image, labels, instances)
 
 
-def _paint_limbs(grid, image, labels, legs, subject, w, block):
+# Strands sit where a smooth random field of this correlation length crosses zero: an irregular network
+# with cells of about 5-10 mm, the scale of the reticular pattern the old plane waves drew periodically.
+STRAND_CORR_MM = 3.0
+STRAND_WIDTH = 1.47    # |field| below this: on a strand (unit-sd field); 1.47 makes on_strand average 0
+
+
+def _edema_strands(spec: CaseSpec, grid: Grid) -> SmoothField | None:
+    """The random field whose zero set draws a swollen leg's subcutaneous edema, or None without one.
+
+    Its own random stream (the study's seed, stream 3), so that every other voxel of the study stays as drawn.
+    """
+    if not any(leg.subcutaneous_edema > 0 for leg in spec.subject.legs):
+        return None
+    return SmoothField(np.random.default_rng([spec.seed, 3]), grid.shape, grid.spacing_kji, STRAND_CORR_MM)
+
+
+# Muscle heterogeneity: smooth, on the scale of the 12-40 mm waves the phantom once summed (periodic).
+MUSCLE_CORR_MM = 8.0
+
+
+def _muscle_texture_sd(subject: SubjectSpec) -> float:
+    """The spread the drawn amplitudes gave the old sum of cosines (sd of a cosine: amplitude / sqrt 2)."""
+    return float(np.sqrt(sum(t[4] ** 2 for t in subject.muscle_texture) / 2))
+
+
+def _paint_limbs(grid, image, labels, legs, subject, w, block, strands: SmoothField | None,
+                 muscle_field: SmoothField):
     x, y, z = grid.coords(block)
     right = x >= 0
     by_side = {leg.spec.side: leg.spec for leg in legs}
@@ -239,12 +251,14 @@ def _paint_limbs(grid, image, labels, legs, subject, w, block):
 
     _paint(image, labels, block, _alpha(ellipse_sdf(0.0), w), 1.3, SKIN)
     fat_value = F(subject.fat)
-    if any(leg.spec.subcutaneous_edema > 0 for leg in legs):
-        # Reticular subcutaneous edema of a swollen leg: strands of lower fat signal.
+    if strands is not None:
+        # Subcutaneous edema of a swollen leg on T1: an irregular network of low-signal strands in the fat
+        # (never a regular pattern). `on_strand` runs from -1 (away) to 1 (on a strand), about 0 on average,
+        # so the fat loses half of `oedema` on average, as before.
         oedema = per_leg(lambda s: s.subcutaneous_edema)
-        fat_value = fat_value * (1 - oedema * (0.5 + 0.5 * grid.plane_wave(block, (0.7, 0, 0.5), 0)
-                                               * grid.plane_wave(block, (0, 0.6, -0.4), 0)))
-        del oedema
+        on_strand = F(1) - F(2) * np.minimum(np.abs(strands.block(block)) / F(STRAND_WIDTH), F(1))
+        fat_value = fat_value * (1 - oedema * (F(0.5) + F(0.5) * on_strand))
+        del oedema, on_strand
     _paint(image, labels, block, _alpha(ellipse_sdf(1.8), w), fat_value, FAT)
     del fat_value
     muscle_alpha = _alpha(ellipse_sdf(per_leg(lambda s: s.fat_mm)), w)
@@ -253,9 +267,7 @@ def _paint_limbs(grid, image, labels, legs, subject, w, block):
     # separated by wavy intermuscular fat planes running out from the femur.
     pu, pv = um + F(0.10) * a, v + F(0.06) * b          # relative to the femur (Leg.femur)
     del um, v, a, b
-    muscle_value = np.ones(x.shape, dtype=F)
-    for kx, ky, kz, phase, amp in subject.muscle_texture:
-        muscle_value += F(amp) * grid.plane_wave(block, (kx, ky, kz), phase)
+    muscle_value = F(1) + F(_muscle_texture_sd(subject)) * muscle_field.block(block)
     dirs = [(per_leg(lambda s, n=n: np.cos(s.septa_angles[n])), per_leg(lambda s, n=n: np.sin(s.septa_angles[n])))
             for n in range(3)]
     for n in (1, 2):
@@ -320,7 +332,7 @@ def _chord_offset(fraction: float) -> float:
     return (lo + hi) / 2
 
 
-def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi, w, z_samples):
+def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi, w, z_samples, seed: int):
     vu, vv = leg.femoral_vein(z_samples)
     xs, ys = leg.to_ras(vu, vv, z_samples)
     block = grid.block_around(np.stack([xs, ys, z_samples], axis=1), 26.0)
@@ -367,7 +379,10 @@ def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi,
     _paint(image, labels, block, _alpha(rho - r - wall, w), wall_value, VEIN_WALL)
     _paint(image, labels, block, _alpha(rho - r, w), subject.lumen, VEIN)
     for n, t in thrombi:
-        _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t, n + 1, subject, w)
+        # Each thrombus its own random stream (the study's seed, stream 5, its number): the rest stays as drawn.
+        texture = SmoothField(np.random.default_rng([seed, 5, n]), x.shape, grid.spacing_kji, THROMBUS_CORR_MM)
+        _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t, n + 1, subject, w,
+                        texture.block())
         for angle, dist, radius in t.collaterals:
             cx = vx + (r + dist) * np.cos(angle)
             cy = vy + (r + dist) * np.sin(angle)
@@ -376,7 +391,13 @@ def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi,
             _paint(image, labels, block, _alpha(dc - radius, w) * win, subject.lumen, VEIN)
 
 
-def _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t: ThrombusSpec, instance, subject, w):
+# Patchy thrombus signal: smooth heterogeneity on the 3-9 mm scale of the waves the phantom once summed.
+THROMBUS_CORR_MM = 3.0
+THROMBUS_TEXTURE_SD = 0.82   # the spread of the old texture (three unit cosines / 1.5): patchiness keeps its meaning
+
+
+def _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t: ThrombusSpec, instance, subject, w,
+                    texture: np.ndarray):
     z0, z1 = t.z_center - t.length / 2, t.z_center + t.length / 2
     win = _window(z, z0, z1, 1.5)
     if not np.any(win > 0):
@@ -402,6 +423,6 @@ def _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t:
         dc = np.sqrt((dx - cx) ** 2 + (dy - cy) ** 2)
         sdf = np.maximum(sdf, diameter / 2 - dc)
     alpha = _alpha(sdf, w) * win
-    value = F(t.ratio) * np.clip(1 + F(t.patchiness) * _texture(x, y, z, t.texture) / F(1.5), 0.3, None)
+    value = F(t.ratio) * np.clip(1 + F(t.patchiness * THROMBUS_TEXTURE_SD) * texture, 0.3, None)
     _paint(image, labels, block, alpha, value, THROMBUS)
     instances[block][alpha > 0.5] = instance

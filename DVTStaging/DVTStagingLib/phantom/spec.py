@@ -151,7 +151,10 @@ def sample_thrombus(rng: np.random.Generator, stage: str, side: str, z_range: tu
     span = z_range[1] - z_range[0]
     length = rng.uniform(8.0, 20.0) if small else rng.uniform(25.0, 120.0)
     length = float(min(length, span - 12.0))
-    z_center = rng.uniform(z_range[0] + length / 2 + 6, z_range[1] - length / 2 - 6)
+    # A thrombus as long as the field of view allows leaves no room to move; rounding can then make the room
+    # a hair below zero, which rng.uniform refuses. The same draw as rng.uniform(lo, hi) otherwise.
+    lo, hi = z_range[0] + length / 2 + 6, z_range[1] - length / 2 - 6
+    z_center = lo + max(hi - lo, 0.0) * rng.random()
     eccentric = bool(small or rng.random() < cues.eccentric_probability)
     occupancy = rng.uniform(0.35, 0.7) if eccentric else 1.0
     n_channels = int(rng.integers(cues.channels[0], cues.channels[1] + 1))
