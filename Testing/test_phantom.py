@@ -178,3 +178,22 @@ def test_a_thrombus_as_long_as_the_field_of_view_is_still_drawn(seed):
     z_lo, z_hi = z_coverage(case.acquisition)
     t = case.thrombi[0]
     assert z_lo + 6 - 1e-6 <= t.z_center - t.length / 2 and t.z_center + t.length / 2 <= z_hi - 6 + 1e-6
+
+
+def test_perivascular_edema_darkens_tissue_as_on_t1_never_a_bright_ring():
+    """On T1 the fluid of edema lengthens T1: it lowers the fat's signal and a little the muscle's, and never
+    brightens anything (a bright halo is what T2 or STIR shows). The same acute study drawn with and without
+    its thrombus's edema, before the scanner's noise: wherever the two differ, the edema's is darker."""
+    import copy
+
+    from DVTStagingLib.phantom.render import render
+    from DVTStagingLib.phantom.spec import sample_case
+
+    spec = next(s for s in (sample_case(seed, ["acute"]) for seed in range(5000, 5040)) if s.thrombi[0].edema_mm > 4)
+    dry = copy.deepcopy(spec)
+    dry.thrombi[0].edema_mm = 0.0
+    with_edema, without = render(spec), render(dry)
+    change = with_edema.intensity - without.intensity
+    touched = with_edema.labels == EDEMA
+    assert touched.sum() > 100 and np.median(change[touched]) < -0.1
+    assert change.max() <= 1e-4, float(change.max())

@@ -98,6 +98,14 @@ def _window(z, z0, z1, ramp):
     return np.clip(np.minimum(z - z0, z1 - z) / ramp + 1.0, 0.0, 1.0).astype(F)
 
 
+def _texture(x, y, z, waves):
+    """Heterogeneity with unit-ish amplitude from a few plane waves (only the thrombus's, see _paint_thrombus)."""
+    out = np.zeros(np.broadcast(x, y, z).shape, dtype=F)
+    for kx, ky, kz, phase, *amp in waves:
+        out += F(amp[0] if amp else 1.0) * np.cos(F(kx) * x + F(ky) * y + F(kz) * z + F(phase))
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Anatomy along the thigh
 # ---------------------------------------------------------------------------
@@ -185,7 +193,7 @@ def render(spec: CaseSpec) -> Rendered:
                     z_samples, offset=(-4.8, 1.5))
         _paint_tube(grid, image, labels, leg, leg.saphenous, lambda z: 2.0 + 0 * z, spec.subject.lumen, VEIN, w,
                     z_samples, offset=(0.0, 0.0))
-        _paint_femoral_bundle(grid, image, labels, instances, leg, spec.subject, thrombi, w, z_samples, spec.seed)
+        _paint_femoral_bundle(grid, image, labels, instances, leg, spec.subject, thrombi, w, z_samples)
     return Rendered(image, labels, instances)
 
 
@@ -332,7 +340,10 @@ def _chord_offset(fraction: float) -> float:
     return (lo + hi) / 2
 
 
-def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi, w, z_samples, seed: int):
+EDEMA_T1 = 0.85   # signal of perivascular edema on T1, relative to muscle (was 1.25 until 2026-12-07: a bright ring)
+
+
+def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi, w, z_samples):
     vu, vv = leg.femoral_vein(z_samples)
     xs, ys = leg.to_ras(vu, vv, z_samples)
     block = grid.block_around(np.stack([xs, ys, z_samples], axis=1), 26.0)
@@ -365,10 +376,14 @@ def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi,
     cuff = _segment_distance(x, y, vx, vy, ax, ay) - np.maximum(r, 0.8 * r_normal) - F(3.0)
     _paint(image, labels, block, _alpha(cuff, w), subject.fat, FAT, where=(labels[block] != BONE))
     if np.any(edema > 0):
+        # On T1 the fluid of edema lengthens T1: strands darker than fat and a little darker than muscle
+        # (bright only on T2 or STIR), so the halo pulls the soft tissue's signal down towards 0.85 of muscle,
+        # never up, and leaves bone alone.
         region = image[block]
-        region += edema * (F(1.25) - region)
         lab = labels[block]
-        lab[(edema > 0.25) & ((lab == FAT) | (lab == MUSCLE))] = EDEMA
+        soft = (lab == FAT) | (lab == MUSCLE)
+        region += edema * soft * np.minimum(F(EDEMA_T1) - region, F(0))
+        lab[(edema > 0.25) & soft] = EDEMA
     # Artery: thin wall, black lumen.
     da = np.sqrt((x - ax) ** 2 + (y - ay) ** 2)
     ra = 0.8 * r_normal
@@ -379,10 +394,7 @@ def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi,
     _paint(image, labels, block, _alpha(rho - r - wall, w), wall_value, VEIN_WALL)
     _paint(image, labels, block, _alpha(rho - r, w), subject.lumen, VEIN)
     for n, t in thrombi:
-        # Each thrombus its own random stream (the study's seed, stream 5, its number): the rest stays as drawn.
-        texture = SmoothField(np.random.default_rng([seed, 5, n]), x.shape, grid.spacing_kji, THROMBUS_CORR_MM)
-        _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t, n + 1, subject, w,
-                        texture.block())
+        _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t, n + 1, subject, w)
         for angle, dist, radius in t.collaterals:
             cx = vx + (r + dist) * np.cos(angle)
             cy = vy + (r + dist) * np.sin(angle)
@@ -391,13 +403,7 @@ def _paint_femoral_bundle(grid, image, labels, instances, leg, subject, thrombi,
             _paint(image, labels, block, _alpha(dc - radius, w) * win, subject.lumen, VEIN)
 
 
-# Patchy thrombus signal: smooth heterogeneity on the 3-9 mm scale of the waves the phantom once summed.
-THROMBUS_CORR_MM = 3.0
-THROMBUS_TEXTURE_SD = 0.82   # the spread of the old texture (three unit cosines / 1.5): patchiness keeps its meaning
-
-
-def _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t: ThrombusSpec, instance, subject, w,
-                    texture: np.ndarray):
+def _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t: ThrombusSpec, instance, subject, w):
     z0, z1 = t.z_center - t.length / 2, t.z_center + t.length / 2
     win = _window(z, z0, z1, 1.5)
     if not np.any(win > 0):
@@ -423,6 +429,8 @@ def _paint_thrombus(image, labels, instances, block, x, y, z, dx, dy, rho, r, t:
         dc = np.sqrt((dx - cx) ** 2 + (dy - cy) ** 2)
         sdf = np.maximum(sdf, diameter / 2 - dc)
     alpha = _alpha(sdf, w) * win
-    value = F(t.ratio) * np.clip(1 + F(t.patchiness * THROMBUS_TEXTURE_SD) * texture, 0.3, None)
+    # Still a sum of three plane waves (3-9 mm): the bundled model relies on this drawing (docs/phantom.md, cue
+    # review), so a random field replaces it together with retrained models (issue 18).
+    value = F(t.ratio) * np.clip(1 + F(t.patchiness) * _texture(x, y, z, t.texture) / F(1.5), 0.3, None)
     _paint(image, labels, block, alpha, value, THROMBUS)
     instances[block][alpha > 0.5] = instance
