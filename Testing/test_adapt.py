@@ -172,7 +172,7 @@ def test_a_box_without_a_parent_detection_learns_its_core_ellipse(site):
     """Boxes only: the target is the parent's thrombus pixels inside each box, else the box's core ellipse;
     nothing outside the boxes."""
     from DVTStagingLib.detection.box_targets import box_pseudo_target
-    from DVTStagingLib.detection.detector import Detector, PostProcess, load_detector
+    from DVTStagingLib.detection.detector import Detector, PostProcess, load_detector, probability_maps
     from DVTStagingLib.detection.studies import read_case
     from DVTStagingLib.detection.view import prepare_view, resample_mask
 
@@ -197,6 +197,13 @@ def test_a_box_without_a_parent_detection_learns_its_core_ellipse(site):
     box_slices = inside.flatten(1).any(dim=1)
     assert bool((fallback.flatten(1).amax(dim=1)[box_slices] == 1.0).all())
     assert float((fallback > 0).sum()) < 0.5 * float(inside.sum())
+    # the parent runs on the box slices only, and sees there what it sees in a pass over the whole study
+    whole = probability_maps(parent, view)
+    sure = (whole >= parent.post.pixel_threshold) & inside
+    assert bool(sure.any()) and torch.allclose(from_parent[sure], whole[sure], atol=1e-5)
+    some = probability_maps(parent, view, slices=[3, 1, 3])
+    assert torch.allclose(some[[1, 3]], whole[[1, 3]], atol=1e-5)
+    assert float(some[[n for n in range(view.n_slices) if n not in (1, 3)]].abs().max()) == 0.0
 
 
 def test_an_adapted_model_that_misses_the_error_target_on_the_site_is_flagged():

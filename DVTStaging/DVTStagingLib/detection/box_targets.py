@@ -37,11 +37,13 @@ def box_pseudo_target(parent: Detector, view: DetectorView, volume: Volume, rois
     target = torch.zeros(view.planes.shape, dtype=torch.float32)
     if not rois:
         return target
-    probability = probability_maps(parent, view)
+    boxes = [resample_mask(view, roi.voxel_mask(volume)) > 0.5 for roi in rois]
+    box_slices = [torch.nonzero(box.flatten(1).any(dim=1)).flatten().tolist() for box in boxes]
+    # The parent only looks at the slices the boxes cover: outside them the target is 0 whatever it sees.
+    probability = probability_maps(parent, view, slices=sorted(set().union(*box_slices)))
     threshold = parent.post.pixel_threshold
-    for roi in rois:
-        box = resample_mask(view, roi.voxel_mask(volume)) > 0.5
-        for s in torch.nonzero(box.flatten(1).any(dim=1)).flatten().tolist():
+    for box, slices in zip(boxes, box_slices):
+        for s in slices:
             inside = box[s]
             sure = (probability[s] >= threshold) & inside
             if bool(sure.any()):

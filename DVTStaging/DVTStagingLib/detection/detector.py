@@ -151,15 +151,16 @@ class DetectionResult:
 
 
 def probability_maps(detector: Detector, view: DetectorView, progress: Progress | None = None,
-                     batch: int = 16) -> torch.Tensor:
-    """[slices, H, W] thrombus probability on the detector grid."""
-    out = torch.empty((view.n_slices, *view.planes.shape[1:]), dtype=torch.float32)
-    starts = range(0, view.n_slices, batch)
+                     batch: int = 16, slices=None) -> torch.Tensor:
+    """[slices, H, W] thrombus probability on the detector grid; with `slices` (indices), only those are
+    computed and the others are 0."""
+    wanted = np.arange(view.n_slices) if slices is None else np.unique(np.asarray(slices, dtype=int))
+    out = torch.zeros((view.n_slices, *view.planes.shape[1:]), dtype=torch.float32)
     with torch.inference_mode():
-        for n, s in enumerate(starts, start=1):
-            idx = np.arange(s, min(s + batch, view.n_slices))
+        for n, s in enumerate(range(0, len(wanted), batch), start=1):
+            idx = wanted[s:s + batch]
             x = view.inputs(idx).to(detector.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
-            out[s:s + len(idx)] = torch.sigmoid(detector.network(x).float()).cpu()
+            out[torch.from_numpy(idx)] = torch.sigmoid(detector.network(x).float()).cpu()
             if progress is not None:
                 progress.update(n)
     return out
