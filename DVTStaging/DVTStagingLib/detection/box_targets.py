@@ -40,7 +40,7 @@ def box_pseudo_target(parent: Detector, view: DetectorView, volume: Volume, rois
     boxes = [resample_mask(view, roi.voxel_mask(volume)) > 0.5 for roi in rois]
     box_slices = [torch.nonzero(box.flatten(1).any(dim=1)).flatten().tolist() for box in boxes]
     # The parent only looks at the slices the boxes cover: outside them the target is 0 whatever it sees.
-    probability = probability_maps(parent, view, slices=sorted(set().union(*box_slices)))
+    probability = probability_maps(parent, view, slices=[s for found in box_slices for s in found])
     threshold = parent.post.pixel_threshold
     for box, slices in zip(boxes, box_slices):
         for s in slices:

@@ -50,4 +50,3 @@ class SmoothField:
             w = w.reshape(shape)
             out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, lo + 1, axis=axis) * w
         return out.astype(F, copy=False)
-
