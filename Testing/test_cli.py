@@ -53,6 +53,12 @@ def bad_inputs(tmp_path):
     write_volume(Volume(arr, [1, 1, 1], [0, 0, 0], np.eye(3)), nan)
     text = tmp_path / "notes.nrrd"
     text.write_text("these are my notes, not an image\n", encoding="utf-8")
+    # a header in metres (0.8 mm written as 0.0008), and one whose voxels would be kilometres: the detector's
+    # resampling to its own grid asked for 1e17 bytes before this was refused
+    metres, huge = tmp_path / "metres.nii.gz", tmp_path / "huge.nrrd"
+    noise = np.random.default_rng(1).integers(0, 900, size=(6, 8, 8)).astype(np.int16)
+    write_volume(Volume(noise, [0.0008, 0.0008, 0.004], [0, 0, 0], np.eye(3)), metres)
+    write_volume(Volume(noise, [1e6, 1e6, 1e6], [0, 0, 0], np.eye(3)), huge)
     return {
         "2D PNG": (png, "2D image"),
         "truncated NRRD": (truncated, "truncated or corrupt"),
@@ -61,6 +67,8 @@ def bad_inputs(tmp_path):
         "non-image file": (text, "not an image file"),
         "missing path": (tmp_path / "nowhere.nrrd", "no such file"),
         "empty folder": (tmp_path / "emptydir", "without a DICOM series"),
+        "spacing in metres": (metres, "check the units in its header"),
+        "kilometre voxels": (huge, "outside the 0.01-100 mm of an MR study"),
     }
 
 

@@ -22,6 +22,9 @@ from ..core.errors import InputFileError
 from ..core.files import is_dicom_file
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# The voxel sizes of any clinical or research MR study, in millimetres.  Outside them the header is wrong
+# (often metres or micrometres written as millimetres), and every physical size the models use would be too.
+PLAUSIBLE_SPACING_MM = (0.01, 100.0)
 
 # DICOM tags kept from a series: enough to describe the study and to
 # de-identify it later.  Nothing else from the header is carried along.
@@ -281,6 +284,10 @@ def _checked(image: sitk.Image, name: str, metadata: dict) -> Volume:
         raise InputFileError(f"{name} has a direction matrix that is not orthonormal")
     if np.any(volume.spacing <= 0) or not np.all(np.isfinite(volume.spacing)):
         raise InputFileError(f"{name} has invalid voxel spacing {volume.spacing.tolist()}")
+    low, high = PLAUSIBLE_SPACING_MM
+    if np.any(volume.spacing < low) or np.any(volume.spacing > high):
+        raise InputFileError(f"{name} has voxel spacing {', '.join(f'{s:.3g}' for s in volume.spacing)} mm, outside "
+                             f"the {low:g}-{high:g} mm of an MR study: check the units in its header")
     return volume
 
 
