@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import locale
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from DVTStagingLib.core.errors import InputFileError
 from DVTStagingLib.io.roi import BoxROI, read_rois, write_rois
 from DVTStagingLib.io.volume import Volume, read_volume, write_volume
 from geometry_strategies import directions, origins, shapes_kji, spacings
@@ -103,8 +106,20 @@ def test_roi_outside_volume_is_reported():
     assert far.fraction_inside(volume) == 0.0
 
 
-def write_dicom_series(volume: Volume, folder, patient_name="DOE^JANE", patient_id="PID-12345"):
-    """A DICOM MR series of the volume, one file per slice, with patient identifiers."""
+@contextmanager
+def locale_restored():
+    """ITK's DICOM writer leaves the C library's locale at "C" (ASCII), and every later `subprocess.run(...,
+    text=True)` of the test session would then decode a child's UTF-8 output as ASCII."""
+    previous = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, previous)
+
+
+def write_dicom_series(volume: Volume, folder, patient_name="DOE^JANE", patient_id="PID-12345", decimals=6):
+    """A DICOM MR series of the volume, one file per slice, with patient identifiers (slice positions written
+    with `decimals` decimals, as scanners round them)."""
     folder.mkdir(parents=True, exist_ok=True)
     image = volume.to_sitk()
     direction = volume.direction_lps
@@ -117,7 +132,7 @@ def write_dicom_series(volume: Volume, folder, patient_name="DOE^JANE", patient_
         tags = {
             "0008|0060": "MR", "0010|0010": patient_name, "0010|0020": patient_id, "0010|0030": "19700101",
             "0020|000d": "1.2.826.0.1.3680043.2.1125.1", "0020|000e": series_uid,
-            "0020|0013": str(k + 1), "0020|0032": "\\".join(f"{v:.6f}" for v in origin),
+            "0020|0013": str(k + 1), "0020|0032": "\\".join(f"{v:.{decimals}f}" for v in origin),
             "0020|0037": "\\".join(f"{v:.6f}" for v in [*direction[:, 0], *direction[:, 1]]),
             "0018|0050": f"{volume.spacing[2]:.6f}", "0028|0030": f"{volume.spacing[1]:.6f}\\{volume.spacing[0]:.6f}",
             "0008|0018": f"{series_uid}.{k + 1}",
@@ -125,8 +140,37 @@ def write_dicom_series(volume: Volume, folder, patient_name="DOE^JANE", patient_
         for key, value in tags.items():
             sl.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(sl)
+        with locale_restored():
+            writer.Execute(sl)
     return folder
+
+
+def test_a_dicom_series_that_is_not_one_regular_grid_is_refused_with_the_reason(tmp_path):
+    """ITK reads such a series with one mean slice spacing, every slice after a gap in the wrong place."""
+    volume = make_volume((8, 9, 10), np.array([0.9, 0.8, 2.5]), np.array([-100.0, 50.0, 20.0]), np.eye(3))
+    gap = write_dicom_series(volume, tmp_path / "gap")
+    (gap / "slice004.dcm").unlink()
+    with pytest.raises(InputFileError, match=r"unevenly spaced slices \(2.5 to 5 mm apart: a missing slice\?\)"):
+        read_volume(gap)
+    # two echoes in one series: a second file at each position
+    echoes = write_dicom_series(volume, tmp_path / "echoes")
+    second = sitk.ReadImage(str(echoes / "slice002.dcm"))
+    second.SetMetaData("0008|0018", "1.2.826.0.1.3680043.2.1125.1.1.99")
+    second.SetMetaData("0020|0013", "99")
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(echoes / "echo2-slice002.dcm"))
+    with locale_restored():
+        writer.Execute(second)
+    with pytest.raises(InputFileError, match="several slices at one position"):
+        read_volume(echoes)
+    # the complete series still reads, one file per position
+    (echoes / "echo2-slice002.dcm").unlink()
+    assert read_volume(echoes).shape_ijk == volume.shape_ijk
+    # positions rounded to 0.1 mm in the header (3.3 or 3.4 mm apart for 3.33 mm slices): read as one grid
+    thirds = make_volume((8, 9, 10), np.array([0.9, 0.8, 10 / 3]), np.array([-100.0, 50.0, 20.0]), np.eye(3))
+    rounded = read_volume(write_dicom_series(thirds, tmp_path / "rounded", decimals=1))
+    np.testing.assert_allclose(rounded.spacing, thirds.spacing, atol=0.02)
 
 
 def test_dicom_series_folder_reads_with_geometry_and_identifiers(tmp_path):

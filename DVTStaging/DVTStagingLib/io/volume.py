@@ -25,6 +25,8 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # The voxel sizes of any clinical or research MR study, in millimetres.  Outside them the header is wrong
 # (often metres or micrometres written as millimetres), and every physical size the models use would be too.
 PLAUSIBLE_SPACING_MM = (0.01, 100.0)
+# How far (a share of the slice spacing) a DICOM slice may lie from the evenly spaced grid ITK reads it onto.
+SLICE_POSITION_TOLERANCE = 0.1
 
 # DICOM tags kept from a series: enough to describe the study and to
 # de-identify it later.  Nothing else from the header is carried along.
@@ -172,6 +174,31 @@ def _itk_quiet():
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
+def _slice_geometry_problem(reader: sitk.ImageSeriesReader, count: int) -> str | None:
+    """Why a series' slices do not make one regular 3D grid, or None.  ITK reads them anyway, with one mean
+    slice spacing: each slice after a gap lands in the wrong place, and echoes or time points stored in one
+    series are stacked as if they were slices."""
+    try:
+        positions = [[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")] for i in range(count)]
+        orientations = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0037").split("\\")]
+                                 for i in range(count)])
+    except (RuntimeError, ValueError):
+        return None         # no (readable) position or orientation tags: ITK's own geometry is all there is
+    if orientations.shape[1] != 6 or np.abs(orientations - orientations[0]).max() > 1e-3:
+        return "mixes slice orientations (a localizer?)"
+    normal = np.cross(orientations[0, :3], orientations[0, 3:])
+    depth = np.sort(np.asarray(positions) @ normal)
+    gaps = np.diff(depth)
+    if gaps.min() < 1e-3:
+        return "has several slices at one position (echoes or time points in one series?)"
+    # ITK's grid runs evenly from the first slice to the last: how far from it the slices really lie.  Positions
+    # rounded in the header move them by hundredths of a millimetre; a missing slice by half a slice.
+    off = np.abs(depth - np.linspace(depth[0], depth[-1], len(depth))).max()
+    if off > SLICE_POSITION_TOLERANCE * float(np.mean(gaps)):
+        return f"has unevenly spaced slices ({gaps.min():.3g} to {gaps.max():.3g} mm apart: a missing slice?)"
+    return None
+
+
 def _read_dicom_series(folder: Path, wanted_series: str | None = None) -> Volume:
     with _itk_quiet():
         return _read_dicom_files(folder, wanted_series)
@@ -201,6 +228,10 @@ def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
         image = reader.Execute()
     except RuntimeError as exc:
         raise InputFileError(f"cannot read DICOM series in {folder}: {_itk_message(exc)}") from None
+    problem = _slice_geometry_problem(reader, len(files))
+    if problem:
+        raise InputFileError(f"DICOM series {series} in {folder} {problem}: it is not one regular 3D volume "
+                             "(Slicer loads such a series with its geometry corrected; stage that volume)")
     tags = {}
     for tag, name in DICOM_TAGS.items():
         if reader.HasMetaDataKey(0, tag):

@@ -4,7 +4,7 @@ For each staged slice the model input is rebuilt from the view slice with differ
 and resize for I_G, the box mask or the zoom window for I_L), so the gradient of the predicted stage's
 score (its centred logit) lands on the study's own pixels, through both branches at once.  The map is
 |gradient x intensity| (Shrikumar et al. 2017; Ancona et al. 2018), smoothed over about 2 mm, then
-scaled to 0..1 per ROI.  Its faithfulness is checked by deletion (tests, `dvt-staging explain`).
+scaled to 0..1 per ROI.  Its faithfulness is checked by deletion (tests; `dvt-staging evaluate`, training.explanation).
 """
 
 from __future__ import annotations
