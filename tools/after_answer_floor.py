@@ -51,7 +51,8 @@ def backward_by_operator(stager, volume, rois, rows: int = 8) -> None:
     print(f"evidence backward pass: {total:.3f} s of self CPU time ({sum(len(p) for p, _ in graph)} slice pairs)")
     print("| operator | calls | self CPU, s | share |\n|---|---|---|---|")
     for e in events[:rows]:
-        print(f"| {e.key} | {e.count} | {e.self_cpu_time_total / 1e6:.3f} | {e.self_cpu_time_total / 1e6 / total:.0%} |")
+        seconds = e.self_cpu_time_total / 1e6
+        print(f"| {e.key} | {e.count} | {seconds:.3f} | {seconds / total:.0%} |")
 
 
 def report_parts(stager, detector, volume, rois, image, runs: int) -> None:
