@@ -12,7 +12,7 @@ hd = pytest.importorskip("highdicom")
 
 from DVTStagingLib.cli import main  # noqa: E402
 from DVTStagingLib.io.dicom_outputs import PRIVATE_SCHEME, SEG_NAME, SR_NAME  # noqa: E402
-from DVTStagingLib.io.roi import BoxROI, write_rois  # noqa: E402
+from DVTStagingLib.io.roi import BoxROI, read_rois, write_rois  # noqa: E402
 from DVTStagingLib.io.volume import read_volume  # noqa: E402
 from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
@@ -173,3 +173,92 @@ def test_no_dicom_outputs_for_a_non_dicom_input(tmp_path, capsys):
     roi = BoxROI("r", [-2, -2, 1], [2, 2, 2])
     assert write_dicom_outputs(volume, [roi], {}, tmp_path) == {}
     assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def enhanced(staged, tmp_path_factory):
+    """The same series as one enhanced MR file (highdicom's legacy conversion: a position for every frame),
+    staged through the CLI with the same ROIs."""
+    import warnings
+
+    from highdicom.legacy import LegacyConvertedEnhancedMRImage
+
+    tmp = tmp_path_factory.mktemp("enhanced")
+    slices = [pydicom.dcmread(f) for f in staged["volume"].metadata["dicom_files"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # no window centre/width to carry over: a note, not a fault
+        image = LegacyConvertedEnhancedMRImage(slices, series_instance_uid=generate_uid(), series_number=7,
+                                               sop_instance_uid=generate_uid(), instance_number=1)
+    (tmp / "enhanced").mkdir()
+    image.save_as(tmp / "enhanced" / "series.dcm")
+    roi_file = write_rois(tmp / "rois.mrk.json", staged["rois"])
+    out = tmp / "out"
+    assert main(["stage", str(tmp / "enhanced"), "--roi", str(roi_file), "--out", str(out), "--device", "cpu"]) == 0
+    return {"file": tmp / "enhanced" / "series.dcm", "out": out, "uid": image.SOPInstanceUID,
+            "result": json.loads((out / "result.json").read_text(encoding="utf-8")),
+            "volume": read_volume(tmp / "enhanced")}
+
+
+def test_an_enhanced_mr_file_reads_as_its_series_and_stages_the_same(staged, enhanced):
+    """One multi-frame file was refused as 'a single slice'; GDCM places its frames from their positions."""
+    series, volume = staged["volume"], enhanced["volume"]
+    assert volume.metadata["dicom_files"] == [str(enhanced["file"])]
+    assert volume.metadata["dicom"]["StudyInstanceUID"] == STUDY_UID
+    assert volume.shape_ijk == series.shape_ijk
+    # every voxel at the same place in the patient, whatever order the frames were stored in
+    corners = np.array([[i, j, k, 1] for i in (0, 5) for j in (0, 7) for k in range(series.array.shape[0])]).T
+    points = series.ijk_to_lps @ corners
+    back = np.rint(np.linalg.solve(volume.ijk_to_lps, points)).astype(int)
+    np.testing.assert_allclose(volume.ijk_to_lps @ back, points, atol=1e-3)
+    np.testing.assert_array_equal(volume.array[back[2], back[1], back[0]],
+                                  series.array[corners[2], corners[1], corners[0]])
+    for one, other in zip(staged["result"]["rois"], enhanced["result"]["rois"]):
+        assert (one["name"], one["stage"]) == (other["name"], other["stage"])
+        for c, p in one["probabilities"].items():
+            assert other["probabilities"][c] == pytest.approx(p, abs=1e-4)
+
+
+def test_the_seg_and_sr_of_an_enhanced_mr_study_reference_its_frames(enhanced):
+    out, volume = enhanced["out"], enhanced["volume"]
+    assert enhanced["result"]["outputs"]["dicom_seg"] == SEG_NAME
+    seg = hd.seg.segread(out / SEG_NAME)
+    frames = list(range(1, volume.array.shape[0] + 1))
+    pixels = seg.get_pixels_by_source_frame(source_sop_instance_uid=enhanced["uid"], source_frame_numbers=frames,
+                                            segment_numbers=[1], combine_segments=True,
+                                            assert_missing_frames_are_empty=True)
+    expected = np.zeros(volume.array.shape, dtype=bool)
+    rois = {r.name: r for r in read_rois(out / "rois.mrk.json")}
+    for roi in rois.values():
+        expected |= roi.voxel_mask(volume)
+    assert expected.any()
+    np.testing.assert_array_equal(np.asarray(pixels) > 0, expected)
+    sr = hd.sr.srread(out / SR_NAME)
+    groups = [item for key, item in _sr_items(sr) if key == ("DCM", "125007")]
+    assert len(groups) == 2
+    for group in groups:
+        name = dict(_sr_items(group))[("DCM", "112039")].TextValue
+        covered = np.flatnonzero(rois[name].voxel_mask(volume).any(axis=(1, 2))) + 1
+        sources = [item.ReferencedSOPSequence[0] for key, item in _sr_items(group) if key == ("DCM", "121112")]
+        assert [s.ReferencedSOPInstanceUID for s in sources] == [enhanced["uid"]]
+        assert [int(f) for f in sources[0].ReferencedFrameNumber] == covered.tolist()
+
+
+def test_a_multi_frame_file_without_frame_positions_is_refused(tmp_path):
+    """MR Image Storage with several frames records one position: where the others lie is unknown."""
+    from DVTStagingLib.core.errors import InputFileError
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp_path / "frames.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = generate_uid(), generate_uid(), "X"
+    ds.NumberOfFrames, ds.Rows, ds.Columns, ds.SamplesPerPixel = 12, 16, 16, 1
+    ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = "MONOCHROME2", 16, 16, 15
+    ds.PixelRepresentation, ds.PixelSpacing, ds.SliceThickness = 0, [0.8, 0.8], 3.0
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 1, 0]
+    ds.PixelData = (np.arange(12 * 16 * 16) % 900).astype(np.uint16).tobytes()
+    ds.save_as(tmp_path / "frames.dcm", enforce_file_format=True)
+    with pytest.raises(InputFileError, match="12 frames of SOP class 1.2.840.10008.5.1.4.1.1.4, which records no "
+                                             "position for each frame"):
+        read_volume(tmp_path / "frames.dcm")

@@ -3,7 +3,8 @@
 Written only when the staged study was read from a DICOM series (the volume
 keeps the source file names in ``metadata["dicom_files"]``).  Both objects
 join the source study: they copy its patient and study attributes (needed for
-PACS to file them with the study) and reference the source images.
+PACS to file them with the study) and reference the source images: each slice's own file, or the frames of
+an enhanced MR file.
 
 * ``thrombus-seg.dcm``: DICOM SEG, one binary segment "Thrombus ROI" coded
   SCT 396339007 "Thrombus" (category SCT 49755003).  There is no thrombus
@@ -70,15 +71,32 @@ def probability_code(stage: str):
     return CodedConcept(f"P-{stage.upper()}"[:16], PRIVATE_SCHEME, f"Probability of {stage} stage")
 
 
+def _frames(dataset) -> int:
+    return int(getattr(dataset, "NumberOfFrames", 1) or 1)
+
+
 def _source_datasets(volume):
-    """Headers of the source slices, in the volume's k order (GDCM sorts the files along the normal)."""
+    """Headers of the source images, in the volume's k order: one file per slice (GDCM sorts the files along
+    the normal), or one multi-frame file (enhanced MR) whose frame k is slice k (GDCM keeps the frame order)."""
     import pydicom
 
     files = volume.metadata["dicom_files"]
     datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
-    if len(datasets) != volume.array.shape[0]:
-        raise ValueError(f"{len(datasets)} source files for {volume.array.shape[0]} slices")
+    frames = sum(_frames(d) for d in datasets)
+    if frames != volume.array.shape[0] or (len(datasets) > 1 and frames != len(datasets)):
+        raise ValueError(f"{len(datasets)} source files of {frames} frames for {volume.array.shape[0]} slices")
     return datasets
+
+
+def _slice_references(sources, slices):
+    """The SR's references to the volume's slices `slices`: each slice's own file, or its frames of the one
+    multi-frame file."""
+    import highdicom as hd
+
+    if len(sources) == 1 and _frames(sources[0]) > 1:
+        return [hd.sr.SourceImageForMeasurementGroup.from_source_image(
+            sources[0], referenced_frame_numbers=[int(k) + 1 for k in slices])]
+    return [hd.sr.SourceImageForMeasurementGroup.from_source_image(sources[int(k)]) for k in slices]
 
 
 def _atomic_save(dataset, path: Path) -> Path:
@@ -158,7 +176,7 @@ def write_stage_sr(result: dict, volume, rois, sources, path: Path, seg=None):
                                             algorithm_id=algorithm)
                           for c, p in entry["probabilities"].items()],
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=codes["stage"], value=stage_code(entry["stage"]))],
-            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(sources[int(k)]) for k in covered],
+            source_images=_slice_references(sources, covered),
         ))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),

@@ -27,6 +27,8 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 PLAUSIBLE_SPACING_MM = (0.01, 100.0)
 # How far (a share of the slice spacing) a DICOM slice may lie from the evenly spaced grid ITK reads it onto.
 SLICE_POSITION_TOLERANCE = 0.1
+# Enhanced MR and Legacy Converted Enhanced MR Image Storage: multi-frame, a position for every frame.
+ENHANCED_MR_STORAGE = ("1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4")
 
 # DICOM tags kept from a series: enough to describe the study and to
 # de-identify it later.  Nothing else from the header is carried along.
@@ -199,6 +201,31 @@ def _slice_geometry_problem(reader: sitk.ImageSeriesReader, count: int) -> str |
     return None
 
 
+def _read_multiframe(path: Path) -> Volume | None:
+    """A series stored as one multi-frame file (enhanced MR), or None when the file holds a single frame.  GDCM
+    places the frames from their per-frame positions, which the enhanced MR storage classes require; any other
+    multi-frame file does not record where its frames lie, and is refused."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputFileError(f"cannot read {path}: {_itk_message(exc)}") from None
+    if reader.GetDimension() < 3 or reader.GetSize()[2] < 2:
+        return None
+    sop_class = reader.GetMetaData("0008|0016").strip(" \0") if reader.HasMetaDataKey("0008|0016") else "unknown"
+    if sop_class not in ENHANCED_MR_STORAGE:
+        raise InputFileError(f"{path} holds {reader.GetSize()[2]} frames of SOP class {sop_class}, which records no "
+                             "position for each frame: the spacing of its slices is unknown (export the series as "
+                             "one file per slice, or as enhanced MR)")
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputFileError(f"cannot read {path}: it is truncated or corrupt ({_itk_message(exc)})") from None
+    tags = {name: reader.GetMetaData(tag).strip() for tag, name in DICOM_TAGS.items() if reader.HasMetaDataKey(tag)}
+    return _checked(image, str(path), {"source_format": "dicom", "dicom": tags, "dicom_files": [str(path)]})
+
+
 def _read_dicom_series(folder: Path, wanted_series: str | None = None) -> Volume:
     with _itk_quiet():
         return _read_dicom_files(folder, wanted_series)
@@ -221,7 +248,12 @@ def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
     series = max(files_by_series, key=lambda sid: len(files_by_series[sid]))
     files = files_by_series[series]
     if len(files) < 2:
-        raise InputFileError(f"DICOM series {series} in {folder} has a single slice; a 3D volume is required")
+        volume = _read_multiframe(Path(files[0]))
+        if volume is None:
+            raise InputFileError(f"DICOM series {series} in {folder} has a single slice; a 3D volume is required")
+        if len(files_by_series) > 1:
+            volume.metadata["other_series"] = sorted(s for s in files_by_series if s != series)
+        return volume
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
@@ -232,10 +264,8 @@ def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
     if problem:
         raise InputFileError(f"DICOM series {series} in {folder} {problem}: it is not one regular 3D volume "
                              "(Slicer loads such a series with its geometry corrected; stage that volume)")
-    tags = {}
-    for tag, name in DICOM_TAGS.items():
-        if reader.HasMetaDataKey(0, tag):
-            tags[name] = reader.GetMetaData(0, tag).strip()
+    tags = {name: reader.GetMetaData(0, tag).strip() for tag, name in DICOM_TAGS.items()
+            if reader.HasMetaDataKey(0, tag)}
     metadata = {"source_format": "dicom", "dicom": tags, "dicom_files": list(files)}
     if len(files_by_series) > 1:
         metadata["other_series"] = sorted(s for s in files_by_series if s != series)
