@@ -173,6 +173,18 @@ def test_a_dicom_series_that_is_not_one_regular_grid_is_refused_with_the_reason(
     np.testing.assert_allclose(rounded.spacing, thirds.spacing, atol=0.02)
 
 
+def test_a_folder_above_its_dicom_series_names_them(tmp_path):
+    """A CD or PACS export nests its series (PATIENT/STUDY/SERIES): the folder above them names where they are."""
+    volume = make_volume((4, 5, 6), np.array([0.9, 0.8, 2.5]), np.array([-100.0, 50.0, 20.0]), np.eye(3))
+    for series in ("SE0", "SE1"):
+        write_dicom_series(volume, tmp_path / "cd" / "DICOM" / "PA0" / series)
+    (tmp_path / "cd" / "README.TXT").write_text("disc contents", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"holds no DICOM files itself, its subfolders do: DICOM/PA0/SE0 "
+                                             r"\(4 files\), DICOM/PA0/SE1 \(4 files\); give the folder of the series"):
+        read_volume(tmp_path / "cd")
+    assert read_volume(tmp_path / "cd" / "DICOM" / "PA0" / "SE1").shape_ijk == volume.shape_ijk
+
+
 def test_dicom_series_folder_reads_with_geometry_and_identifiers(tmp_path):
     c, s = np.cos(0.3), np.sin(0.3)
     direction = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
