@@ -175,7 +175,8 @@ def write_stage_sr(result: dict, volume, rois, sources, path: Path, seg=None):
             measurements=[hd.sr.Measurement(name=probability_code(c), value=float(p), unit=codes["unit"],
                                             algorithm_id=algorithm)
                           for c, p in entry["probabilities"].items()],
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=codes["stage"], value=stage_code(entry["stage"]))],
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=codes["stage"],
+                                                                 value=stage_code(entry["stage"]))],
             source_images=_slice_references(sources, covered),
         ))
     report = hd.sr.MeasurementReport(
