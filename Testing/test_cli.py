@@ -59,6 +59,10 @@ def bad_inputs(tmp_path):
     noise = np.random.default_rng(1).integers(0, 900, size=(6, 8, 8)).astype(np.int16)
     write_volume(Volume(noise, [0.0008, 0.0008, 0.004], [0, 0, 0], np.eye(3)), metres)
     write_volume(Volume(noise, [1e6, 1e6, 1e6], [0, 0, 0], np.eye(3)), huge)
+    # a CD's folder above its series (DICOM files need a DICOM marker only, for this message)
+    series = tmp_path / "cd" / "DICOM" / "PA0" / "SE0"
+    series.mkdir(parents=True)
+    (series / "IM0").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
     return {
         "2D PNG": (png, "2D image"),
         "truncated NRRD": (truncated, "truncated or corrupt"),
@@ -69,6 +73,7 @@ def bad_inputs(tmp_path):
         "empty folder": (tmp_path / "emptydir", "without a DICOM series"),
         "spacing in metres": (metres, "check the units in its header"),
         "kilometre voxels": (huge, "outside the 0.01-100 mm of an MR study"),
+        "the folder above a series": (tmp_path / "cd", "its subfolders do: DICOM/PA0/SE0 (1 file); give the folder"),
     }
 
 

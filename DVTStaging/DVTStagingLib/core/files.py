@@ -51,3 +51,33 @@ def is_dicom_file(path: Path) -> bool:
             return f.read(4) == b"DICM"
     except OSError:
         return False
+
+
+NESTED_SHOWN = 4      # series folders named when a study is given as the folder above them
+
+
+def dicom_subfolders(folder, max_folders: int = 5000) -> list[tuple[str, int]]:
+    """(path relative to `folder`, number of DICOM files) of each subfolder holding DICOM files, as a CD or PACS
+    export nests them (PATIENT/STUDY/SERIES); at most `max_folders` folders are looked at."""
+    folder, found = Path(folder), []
+    for seen, (root, dirs, files) in enumerate(os.walk(folder)):
+        dirs.sort()
+        if seen >= max_folders:
+            break
+        if Path(root) == folder:
+            continue
+        count = sum(1 for name in files if is_dicom_file(Path(root) / name))
+        if count:
+            found.append((str(Path(root).relative_to(folder)), count))
+    return found
+
+
+def nested_dicom_message(folder) -> str | None:
+    """Where the DICOM files below `folder` are, for a folder that holds none itself (None: no subfolder does)."""
+    nested = dicom_subfolders(folder)
+    if not nested:
+        return None
+    listed = ", ".join(f"{path} ({n} file{'s' if n != 1 else ''})" for path, n in nested[:NESTED_SHOWN])
+    more = f" and {len(nested) - NESTED_SHOWN} more" if len(nested) > NESTED_SHOWN else ""
+    return (f"{folder} holds no DICOM files itself, its subfolders do: {listed}{more}; "
+            "give the folder of the series to stage")

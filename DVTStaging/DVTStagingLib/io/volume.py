@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputFileError
-from ..core.files import is_dicom_file
+from ..core.files import is_dicom_file, nested_dicom_message
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # The voxel sizes of any clinical or research MR study, in millimetres.  Outside them the header is wrong
@@ -29,7 +29,6 @@ PLAUSIBLE_SPACING_MM = (0.01, 100.0)
 SLICE_POSITION_TOLERANCE = 0.1
 # Enhanced MR and Legacy Converted Enhanced MR Image Storage: multi-frame, a position for every frame.
 ENHANCED_MR_STORAGE = ("1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4")
-NESTED_SHOWN = 4      # series folders named when a study is given as the folder above them
 
 # DICOM tags kept from a series: enough to describe the study and to
 # de-identify it later.  Nothing else from the header is carried along.
@@ -232,22 +231,6 @@ def _read_dicom_series(folder: Path, wanted_series: str | None = None) -> Volume
         return _read_dicom_files(folder, wanted_series)
 
 
-def _dicom_subfolders(folder: Path, max_folders: int = 5000) -> list[tuple[str, int]]:
-    """(path relative to `folder`, number of DICOM files) of each subfolder holding DICOM files, as a CD or PACS
-    export nests them (PATIENT/STUDY/SERIES); at most `max_folders` folders are looked at."""
-    found = []
-    for seen, (root, dirs, files) in enumerate(os.walk(folder)):
-        dirs.sort()
-        if seen >= max_folders:
-            break
-        if Path(root) == folder:
-            continue
-        count = sum(1 for name in files if is_dicom_file(Path(root) / name))
-        if count:
-            found.append((str(Path(root).relative_to(folder)), count))
-    return found
-
-
 def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
     reader = sitk.ImageSeriesReader()
     try:
@@ -255,12 +238,9 @@ def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
     except RuntimeError as exc:
         raise InputFileError(f"cannot list DICOM series in {folder}: {_itk_message(exc)}") from None
     if not series_ids:
-        nested = _dicom_subfolders(folder)
+        nested = nested_dicom_message(folder)
         if nested:
-            listed = ", ".join(f"{path} ({n} files)" for path, n in nested[:NESTED_SHOWN])
-            more = f" and {len(nested) - NESTED_SHOWN} more" if len(nested) > NESTED_SHOWN else ""
-            raise InputFileError(f"{folder} holds no DICOM files itself, its subfolders do: {listed}{more}; "
-                                 "give the folder of the series to stage")
+            raise InputFileError(nested)
         raise InputFileError(f"{folder} is a folder without a DICOM series (give a volume file or a DICOM folder)")
     if wanted_series is not None:
         if wanted_series not in series_ids:

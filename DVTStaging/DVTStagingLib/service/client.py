@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..core.errors import Cancelled, ServerError, ServiceUnreachable, UserError
-from ..core.files import is_dicom_file, prepare_output, write_json_atomic, write_text_atomic
+from ..core.errors import Cancelled, InputFileError, ServerError, ServiceUnreachable, UserError
+from ..core.files import is_dicom_file, nested_dicom_message, prepare_output, write_json_atomic, write_text_atomic
 from ..core.interrupts import sigterm_cancels
 from ..core.progress import status
 from ..staging.outputs import RESULT_FILE, ROIS_FILE
@@ -204,6 +204,10 @@ def _study_upload(input_path: Path, stack) -> tuple[dict, dict, int]:
         folder, series_file = input_path.parent, input_path.name
     elif input_path.is_dir():
         folder = input_path
+        if not any(f.is_file() and is_dicom_file(f) for f in folder.iterdir()):   # only this folder's files travel
+            nested = nested_dicom_message(folder)
+            if nested:
+                raise InputFileError(nested)
     else:
         size = input_path.stat().st_size
         from .uploads import volume_suffix
