@@ -201,16 +201,23 @@ def _slice_geometry_problem(reader: sitk.ImageSeriesReader, count: int) -> str |
     return None
 
 
-def _read_multiframe(path: Path) -> Volume | None:
-    """A series stored as one multi-frame file (enhanced MR), or None when the file holds a single frame.  GDCM
-    places the frames from their per-frame positions, which the enhanced MR storage classes require; any other
-    multi-frame file does not record where its frames lie, and is refused."""
+def _header(path: Path, unreadable: str) -> sitk.ImageFileReader:
+    """A reader of `path` with its header read (no voxels yet); `unreadable` starts the error for a file ITK
+    cannot read."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise InputFileError(f"cannot read {path}: {_itk_message(exc)}") from None
+        raise InputFileError(f"{unreadable} ({_itk_message(exc)})") from None
+    return reader
+
+
+def _read_multiframe(path: Path) -> Volume | None:
+    """A series stored as one multi-frame file (enhanced MR), or None when the file holds a single frame.  GDCM
+    places the frames from their per-frame positions, which the enhanced MR storage classes require; any other
+    multi-frame file does not record where its frames lie, and is refused."""
+    reader = _header(path, f"cannot read {path}")
     if reader.GetDimension() < 3 or reader.GetSize()[2] < 2:
         return None
     sop_class = reader.GetMetaData("0008|0016").strip(" \0") if reader.HasMetaDataKey("0008|0016") else "unknown"
@@ -250,13 +257,16 @@ def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     series = max(files_by_series, key=lambda sid: len(files_by_series[sid]))
     files = files_by_series[series]
-    if len(files) < 2:
-        volume = _read_multiframe(Path(files[0]))
-        if volume is None:
-            raise InputFileError(f"DICOM series {series} in {folder} has a single slice; a 3D volume is required")
-        if len(files_by_series) > 1:
-            volume.metadata["other_series"] = sorted(s for s in files_by_series if s != series)
-        return volume
+    volume = _read_slices(reader, files, folder, series) if len(files) > 1 else _read_multiframe(Path(files[0]))
+    if volume is None:
+        raise InputFileError(f"DICOM series {series} in {folder} has a single slice; a 3D volume is required")
+    if len(files_by_series) > 1:
+        volume.metadata["other_series"] = sorted(s for s in files_by_series if s != series)
+    return volume
+
+
+def _read_slices(reader: sitk.ImageSeriesReader, files, folder: Path, series: str) -> Volume:
+    """A series stored one file per slice."""
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
@@ -269,10 +279,7 @@ def _read_dicom_files(folder: Path, wanted_series: str | None) -> Volume:
                              "(Slicer loads such a series with its geometry corrected; stage that volume)")
     tags = {name: reader.GetMetaData(0, tag).strip() for tag, name in DICOM_TAGS.items()
             if reader.HasMetaDataKey(0, tag)}
-    metadata = {"source_format": "dicom", "dicom": tags, "dicom_files": list(files)}
-    if len(files_by_series) > 1:
-        metadata["other_series"] = sorted(s for s in files_by_series if s != series)
-    return _checked(image, str(folder), metadata)
+    return _checked(image, str(folder), {"source_format": "dicom", "dicom": tags, "dicom_files": list(files)})
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -296,16 +303,11 @@ def _read_file(path: Path) -> Volume:
     if is_dicom_file(path):
         # A single DICOM file stands for the series it belongs to.
         try:
-            sid = sitk.ReadImage(str(path)).GetMetaData("0020|000e").strip()
-        except RuntimeError:
+            sid = _header(path, "").GetMetaData("0020|000e").strip()
+        except (InputFileError, RuntimeError):
             sid = None
         return _read_dicom_series(path.parent, sid)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InputFileError(f"{path} is not an image file SimpleITK can read ({_itk_message(exc)})") from None
+    reader = _header(path, f"{path} is not an image file SimpleITK can read")
     dim = reader.GetDimension()
     size = reader.GetSize()
     if reader.GetNumberOfComponents() != 1:
