@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from DVTStagingLib.core.errors import UserError
 from DVTStagingLib.core.stages import STAGES
 from DVTStagingLib.imaging.signal_ratio import thrombus_muscle_ratio
 from DVTStagingLib.io.dataset import validate_dataset
@@ -146,6 +147,31 @@ def test_phantom_dataset_is_valid_and_documents_its_truth(phantom_dataset):
     for case in phantom_dataset.cases:
         truth = json.loads(phantom_dataset.path(case.extra["truth"]).read_text(encoding="utf-8"))
         assert [t["stage"] for t in truth["thrombi"]] == [label["stage"] for label in case.labels]
+
+
+def test_an_interrupted_phantom_run_resumes_to_the_same_dataset(tmp_path):
+    fresh = write_phantom_dataset(tmp_path / "fresh", 3, seed=21, workers=1, show_progress=False)
+    resumed_root = tmp_path / "resumed"
+    write_phantom_dataset(resumed_root, 3, seed=21, workers=1, show_progress=False)
+    # interrupted: no dataset.json yet, one case half written (its truth.json, written last, missing)
+    (resumed_root / "dataset.json").unlink()
+    half = resumed_root / "cases" / fresh.cases[1].id
+    (half / "truth.json").unlink()
+    (half / "image.nrrd").write_bytes(b"truncated")
+    cut = resumed_root / "cases" / fresh.cases[2].id / "truth.json"
+    cut.write_text(cut.read_text(encoding="utf-8")[:40], encoding="utf-8")    # cut off while written
+    resumed = write_phantom_dataset(resumed_root, 3, seed=21, workers=1, show_progress=False, resume=True)
+    assert [c.to_json() for c in resumed.cases] == [c.to_json() for c in fresh.cases]
+    assert np.array_equal(read_volume(half / "image.nrrd").array, read_volume(fresh.root / fresh.cases[1].image).array)
+    assert validate_dataset(resumed_root) == []
+    # a finished dataset is not "resumed", and a case folder another run drew is not taken for this one
+    with pytest.raises(UserError, match="no interrupted phantom run"):
+        write_phantom_dataset(resumed_root, 3, seed=21, workers=1, show_progress=False, resume=True)
+    (resumed_root / "dataset.json").unlink()
+    truth_file = resumed_root / "cases" / fresh.cases[0].id / "truth.json"
+    truth_file.write_text(json.dumps(dict(json.loads(truth_file.read_text()), seed=1)), encoding="utf-8")
+    with pytest.raises(UserError, match="another phantom run"):
+        write_phantom_dataset(resumed_root, 3, seed=21, workers=1, show_progress=False, resume=True)
 
 
 def test_no_periodic_texture_in_the_fat_or_muscle_of_the_training_style():

@@ -7,6 +7,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
 from DVTStagingLib.models.config import VDPF_TINY
 from DVTStagingLib.training.slice_bank import build_slice_bank
@@ -56,3 +57,23 @@ def test_the_in_memory_phantom_bank_holds_the_slices_of_the_phantom_files(phanto
     described = provenance(source["cases"], source["seed"])
     assert described["source"] == source
     assert described["splits"] == {s: len(phantom_dataset.split(s)) for s in described["splits"]}
+
+
+def test_the_in_memory_bank_is_cached_for_the_tools_that_refit_a_model_and_refuses_a_held_out_style(
+        phantom_dataset, tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "tools"))
+    from phantom_in_memory import render_banks
+
+    source = json.loads((phantom_dataset.root / "dataset.json").read_text(encoding="utf-8"))["source"]
+    monkeypatch.setenv("DVT_BANK_CACHE", str(tmp_path / "cache"))
+    (drawn,) = render_banks(source["cases"], source["seed"], [VDPF_TINY.input], with_crops=False, workers=2)
+    (cached_file,) = (tmp_path / "cache").glob("bank-analytic-*.npz")
+    (reread,) = render_banks(source["cases"], source["seed"], [VDPF_TINY.input], with_crops=False, workers=2)
+    assert reread.rois == drawn.rois
+    for name in ("images", "masks", "roi_of_slice"):
+        assert np.array_equal(getattr(reread, name), getattr(drawn, name)), name
+    # another request is another file: the cache never answers for studies it did not draw
+    render_banks(1, source["seed"] + 1, [VDPF_TINY.input], with_crops=False, workers=1)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2 and cached_file.is_file()
+    with pytest.raises(SystemExit, match="held out"):
+        render_banks(1, 5, [VDPF_TINY.input], with_crops=False, workers=1, style="fields")

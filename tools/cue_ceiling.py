@@ -4,6 +4,10 @@ another draw's.  A yardstick for the staging models' learning curve (issue 19): 
 what the thrombus/muscle ratio alone allows.
 
     PYTHONPATH=DVTStaging python tools/cue_ceiling.py --train SITE_POOL --eval SITE_EVAL
+    PYTHONPATH=DVTStaging python tools/cue_ceiling.py --specs 2000 --train-seed 1 --eval-seed 2
+
+`--specs N`: the training style's drawn cues of `dvt-staging phantom --cases N --seed S`, taken from the drawing
+plans alone (phantom.spec, nothing rendered): what the checked-out training style's cue table allows.
 """
 
 from __future__ import annotations
@@ -38,6 +42,24 @@ def drawn_cues(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return cues, np.asarray([STAGES.index(t["stage"]) for t in thrombi])
 
 
+def planned_cues(n_cases: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """drawn_cues of the training style's `phantom --cases N --seed S`, from its specs (no rendering)."""
+    from DVTStagingLib.phantom.spec import sample_case
+    from DVTStagingLib.phantom.writer import plan_cases
+
+    rows, stages = [], []
+    for plan in plan_cases(n_cases, seed):
+        for t in sample_case(plan["seed"], plan["stages"]).thrombi:
+            truth = {"stage": t.stage, "ratio": t.ratio, "vein_scale": t.vein_scale, "edema_mm": t.edema_mm,
+                     "channels": len(t.channels), "wall_thickening_mm": t.wall_thickening_mm,
+                     "collaterals": len(t.collaterals)}
+            rows.append([float(READERS[c][0](truth)) for c in CUES])
+            stages.append(STAGES.index(t.stage))
+    cues = np.asarray(rows, np.float32)
+    cues[:, 0] = np.log(cues[:, 0])
+    return cues, np.asarray(stages)
+
+
 def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
     scores = [2 * np.sum((pred == c) & (truth == c)) / max(np.sum(pred == c) + np.sum(truth == c), 1)
               for c in range(len(STAGES))]
@@ -67,10 +89,19 @@ def fit_and_score(x_train, y_train, x_eval, y_eval) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--eval", type=Path, required=True)
+    parser.add_argument("--train", type=Path, help="a phantom dataset whose thrombi the classifier learns from")
+    parser.add_argument("--eval", type=Path, help="another phantom dataset it is scored on")
+    parser.add_argument("--specs", type=int, default=None,
+                        help="instead: N studies of the training style drawn as plans only, seeds below")
+    parser.add_argument("--train-seed", type=int, default=1)
+    parser.add_argument("--eval-seed", type=int, default=2)
     args = parser.parse_args(argv)
-    (xa, ya), (xb, yb) = drawn_cues(args.train), drawn_cues(args.eval)
+    if args.specs:
+        (xa, ya), (xb, yb) = planned_cues(args.specs, args.train_seed), planned_cues(args.specs, args.eval_seed)
+    elif args.train and args.eval:
+        (xa, ya), (xb, yb) = drawn_cues(args.train), drawn_cues(args.eval)
+    else:
+        parser.error("give --train and --eval, or --specs N")
     for name, cues in SETS.items():
         cols = [CUES.index(c) for c in cues]
         print(json.dumps({"cues": name, "train_thrombi": len(ya), "eval_thrombi": len(yb),

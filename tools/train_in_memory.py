@@ -78,6 +78,8 @@ def main():
     p.add_argument("--time-limit-min", type=float, default=None)
     p.add_argument("--heldout-cases", type=int, default=0)
     p.add_argument("--heldout-seed", type=int, default=9100)
+    p.add_argument("--heldout-style", default="analytic",
+                   help="phantom style of the held-out studies (a held-out style: the external site)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for training on a GPU")
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
@@ -100,7 +102,7 @@ def main():
         banks.update(zip(keys, render_banks(args.cases, args.seed, specs, crops, margin, args.workers)))
         if args.heldout_cases:     # scored whole: every case, whatever its split
             heldouts.update(zip(keys, render_banks(args.heldout_cases, args.heldout_seed, specs, crops, margin,
-                                                   args.workers)))
+                                                   args.workers, style=args.heldout_style, for_training=False)))
     print(f"banks: {len(banks)} inputs, {len(next(iter(banks.values())).rois)} ROIs each "
           f"({time.time() - started:.0f} s)", flush=True)
     runs = [(cfg, seed, args.out / f"seed-{seed}" if len(configs) == 1 else args.out / _folder(cfg) / f"seed-{seed}")

@@ -16,6 +16,9 @@ def add_arguments(p):
     p.add_argument("--normal-fraction", type=float, default=0.0, help="share of studies without thrombus")
     p.add_argument("--preview", action="store_true", help="also write preview.png, one study per stage")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run into the same --out (same --cases, --seed, --style): studies "
+                        "already written are kept, the rest drawn")
     p.add_argument("--style", default=None,
                    help="drawing style (default: analytic, the training style; a held-out style is an external "
                         "site for scoring only, see docs/phantom.md)")
@@ -24,13 +27,12 @@ def add_arguments(p):
 def run(args) -> int:
     from ..core.progress import status
     from ..phantom.preview import measure_case, ratio_statistics, write_preview
-    from ..phantom.writer import write_phantom_dataset
-
     from ..phantom.styles import TRAINING_STYLE
+    from ..phantom.writer import write_phantom_dataset
 
     dataset = write_phantom_dataset(args.out, args.cases, args.seed, workers=args.workers,
                                     overwrite=args.overwrite, normal_fraction=args.normal_fraction,
-                                    style=args.style or TRAINING_STYLE)
+                                    style=args.style or TRAINING_STYLE, resume=args.resume)
     status(f"phantom: wrote {len(dataset.cases)} studies to {args.out}")
     if args.preview:
         measurements = [m for case in dataset.cases for m in measure_case(dataset, case)]

@@ -67,17 +67,38 @@ def write_study(study: PhantomStudy, folder: Path) -> dict:
     return {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd", "rois": roi_files, "truth": "truth.json"}
 
 
-def _make_case(root: str, the_id: str, plan: dict, style: str = TRAINING_STYLE) -> dict:
-    study = make_study(plan["seed"], plan["stages"], style)
-    study.truth["style"] = style
+def _finished_case(root: str, rel: Path, plan: dict, style: str) -> dict | None:
+    """The files of a case an interrupted run already wrote completely (truth.json is written last)."""
+    truth_path = Path(root) / rel / "truth.json"
+    if not truth_path.is_file():
+        return None
+    try:
+        truth = json.loads(truth_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None     # cut off while truth.json itself was written: draw the case again
+    if truth.get("seed") != plan["seed"] or truth.get("style", TRAINING_STYLE) != style:
+        raise UserError(f"{Path(root) / rel} was drawn by another phantom run (seed or style differ); "
+                        "--resume continues the same --cases, --seed and --style")
+    rois = [f"{t['roi']}.mrk.json" for t in truth["thrombi"]]
+    return {"files": {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd", "rois": rois, "truth": "truth.json"},
+            "truth": truth}
+
+
+def _make_case(root: str, the_id: str, plan: dict, style: str = TRAINING_STYLE, resume: bool = False) -> dict:
     rel = Path("cases") / the_id
-    files = write_study(study, Path(root) / rel)
+    done = _finished_case(root, rel, plan, style) if resume else None
+    if done is not None:
+        files, truth = done["files"], done["truth"]
+    else:
+        study = make_study(plan["seed"], plan["stages"], style)
+        study.truth["style"] = style
+        files, truth = write_study(study, Path(root) / rel), study.truth
     case = Case(
         id=the_id,
         image=str(rel / files["image"]),
         segmentation=str(rel / files["segmentation"]),
         rois=[str(rel / f) for f in files["rois"]],
-        labels=[{"roi": t["roi"], "stage": t["stage"], "side": t["side"]} for t in study.truth["thrombi"]],
+        labels=[{"roi": t["roi"], "stage": t["stage"], "side": t["side"]} for t in truth["thrombi"]],
         split=plan["split"],
         status="labeled",
         extra={"patient": the_id, "annotator": "phantom", "truth": str(rel / files["truth"]), "style": style},
@@ -85,7 +106,11 @@ def _make_case(root: str, the_id: str, plan: dict, style: str = TRAINING_STYLE) 
     return case.to_json()
 
 
-def _prepare_output(out: Path, overwrite: bool):
+def _prepare_output(out: Path, overwrite: bool, resume: bool = False):
+    if resume:
+        if (out / "dataset.json").is_file() or not (out / "cases").is_dir():
+            raise UserError(f"{out} holds no interrupted phantom run to resume")
+        return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"{out} is not empty; choose another --out or pass --overwrite")
@@ -103,7 +128,7 @@ def case_id(seed: int, index: int, style: str = TRAINING_STYLE) -> str:
 
 def write_phantom_dataset(out, n_cases: int, seed: int, workers: int | None = None, overwrite: bool = False,
                           normal_fraction: float = 0.0, show_progress: bool = True,
-                          style: str = TRAINING_STYLE) -> Dataset:
+                          style: str = TRAINING_STYLE, resume: bool = False) -> Dataset:
     if n_cases < 1:
         raise UserError("--cases must be at least 1")
     if not 0.0 <= normal_fraction < 1.0:
@@ -111,7 +136,7 @@ def write_phantom_dataset(out, n_cases: int, seed: int, workers: int | None = No
     if style not in style_names():
         raise UserError(f"unknown phantom style {style!r}; choose one of {', '.join(style_names())}")
     out = Path(out)
-    _prepare_output(out, overwrite)
+    _prepare_output(out, overwrite, resume)
     plans = plan_cases(n_cases, seed, normal_fraction)
     ids = [case_id(seed, p["index"], style) for p in plans]
     workers = max(1, min(workers or os.cpu_count() or 1, n_cases))
@@ -119,13 +144,14 @@ def write_phantom_dataset(out, n_cases: int, seed: int, workers: int | None = No
     cases: list[dict | None] = [None] * n_cases
     if workers == 1:
         for n, (one_id, plan) in enumerate(zip(ids, plans)):
-            cases[n] = _make_case(str(out), one_id, plan, style)
+            cases[n] = _make_case(str(out), one_id, plan, style, resume)
             progress.update()
     else:
         # fork: workers inherit the imported modules; each case draws from its own seed,
         # so the result does not depend on the number of workers.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_make_case, str(out), one_id, plan, style) for one_id, plan in zip(ids, plans)]
+            futures = [pool.submit(_make_case, str(out), one_id, plan, style, resume)
+                       for one_id, plan in zip(ids, plans)]
             for n, future in enumerate(futures):
                 cases[n] = future.result()
                 progress.update()

@@ -134,10 +134,7 @@ def build_slice_bank(dataset: Dataset, spec: InputSpec, with_crops: bool = False
     """Slice pairs of every labeled ROI of every case (all splits)."""
     cache_path = dataset.root / ".dvt-cache" / f"slices-{_cache_key(dataset, spec, with_crops, crop_margin)}.npz"
     if cache and cache_path.is_file():
-        with np.load(cache_path, allow_pickle=False) as z:
-            zoomed = z["zoomed"] if "zoomed" in z.files and z["zoomed"].size else None
-            return SliceBank(z["images"], z["masks"], z["crops"] if with_crops else None, z["roi_of_slice"],
-                             json.loads(str(z["rois"])), zoomed)
+        return load_bank(cache_path, with_crops)
     cases = [c.to_json() for c in dataset.cases]
     args = (str(dataset.root),)
     classes = list(dataset.classes)
@@ -158,13 +155,25 @@ def build_slice_bank(dataset: Dataset, spec: InputSpec, with_crops: bool = False
     bank = bank_from_items([item for per_case in results for item in per_case], with_crops)
     if cache:
         try:
-            cache_path.parent.mkdir(exist_ok=True)
-            tmp = cache_path.with_name(f".{cache_path.stem}.tmp.npz")
-            np.savez(tmp, images=bank.images, masks=bank.masks,
-                     crops=bank.crops if with_crops else np.zeros(0, np.uint8),
-                     roi_of_slice=bank.roi_of_slice, rois=np.array(json.dumps(bank.rois)),
-                     zoomed=bank.zoomed if bank.zoomed is not None else np.zeros(0, np.uint8))
-            os.replace(tmp, cache_path)
+            save_bank(cache_path, bank)
         except OSError:
             pass    # a read-only dataset just goes without a cache
     return bank
+
+
+def save_bank(path: Path, bank: SliceBank) -> None:
+    """A plain .npz (no pickle), written under another name and renamed: never a half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    empty = np.zeros(0, np.uint8)
+    np.savez(tmp, images=bank.images, masks=bank.masks, crops=bank.crops if bank.crops is not None else empty,
+             roi_of_slice=bank.roi_of_slice, rois=np.array(json.dumps(bank.rois)),
+             zoomed=bank.zoomed if bank.zoomed is not None else empty)
+    os.replace(tmp, path)
+
+
+def load_bank(path: Path, with_crops: bool) -> SliceBank:
+    with np.load(path, allow_pickle=False) as z:
+        zoomed = z["zoomed"] if "zoomed" in z.files and z["zoomed"].size else None
+        return SliceBank(z["images"], z["masks"], z["crops"] if with_crops else None, z["roi_of_slice"],
+                         json.loads(str(z["rois"])), zoomed)
