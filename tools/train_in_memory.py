@@ -28,11 +28,12 @@ import torch  # noqa: E402
 from DVTStagingLib.models.config import load_config, variant  # noqa: E402
 from DVTStagingLib.staging.inference import Stager  # noqa: E402
 from DVTStagingLib.training.calibration import trusted_split_metrics  # noqa: E402
+from DVTStagingLib.training.finetune import finetune_config, parent_staging  # noqa: E402
 from DVTStagingLib.training.train import Distributed, train_on_bank  # noqa: E402
 
 
-def _config(args, name: str):
-    cfg = load_config(name)
+def _config(args, name):
+    cfg = load_config(name) if isinstance(name, str) else name     # --init gives the fine-tuning config itself
     return variant(cfg, args.variant) if args.variant else cfg
 
 
@@ -40,14 +41,14 @@ def _heldout_scores(model, trust, bank, dev) -> dict:
     return trusted_split_metrics(model, trust, bank, dev, CLASSES)
 
 
-def _train_one(args, cfg, seed: int, bank, heldout, threads: int, out: Path):
+def _train_one(args, cfg, seed: int, bank, heldout, threads: int, out: Path, parent=None):
     torch.set_num_threads(threads)
     dev = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model_id = f"{_folder(cfg)}-s{seed}"
     card = train_on_bank(bank, cfg, out, provenance(args.cases, args.seed), CLASSES, seed, dev, Distributed(dev),
                          model_id=model_id, publish=False, epochs=args.epochs,
                          time_limit_s=None if args.time_limit_min is None else args.time_limit_min * 60,
-                         data_name=f"phantom seed {args.seed}", bf16=args.bf16)
+                         data_name=f"phantom seed {args.seed}", bf16=args.bf16, parent=parent)
     if heldout is not None:
         stager = Stager(str(out / f"{model_id}.json"), str(dev))     # the saved model, as `stage` loads it
         card["metrics"][f"heldout_seed_{args.heldout_seed}"] = _heldout_scores(stager.model, stager.trust, heldout, dev)
@@ -67,9 +68,11 @@ def _summary(rows: list[dict]) -> dict:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
-    p.add_argument("--config", required=True, nargs="+",
+    p.add_argument("--config", nargs="+",
                    help="config names or JSON files (several: trained side by side into OUT/NAME/seed-K; "
                         "NAME@K: with the first K of --seeds)")
+    p.add_argument("--init", default=None,
+                   help="instead of --config: fine-tune this catalogued model (ID or card), `train --init`'s recipe")
     p.add_argument("--variant", default=None, help="a comparison variant of it (e.g. ResNet50)")
     p.add_argument("--cases", type=int, default=1200)
     p.add_argument("--seed", type=int, default=300, help="phantom seed of the training studies")
@@ -84,9 +87,15 @@ def main():
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for training on a GPU")
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
     args = p.parse_args()
+    if (args.config is None) == (args.init is None):
+        p.error("give --config or --init")
+    parent = None
+    if args.init is not None:     # the parent's network with the fine-tuning recipe; its epochs are the recipe's
+        parent = parent_staging(args.init)
+        args.config, args.epochs = [finetune_config(parent[1], args.epochs)], None
     started = time.time()
     # NAME@K: this config with the first K of --seeds only.  The parent never touches CUDA: trainers are forked.
-    wanted = [(name.rsplit("@", 1)[0], int(name.rsplit("@", 1)[1])) if "@" in name else (name, len(args.seeds))
+    wanted = [(name.rsplit("@", 1)[0], int(name.rsplit("@", 1)[1])) if isinstance(name, str) and "@" in name else (name, len(args.seeds))
               for name in args.config]
     configs = [_config(args, name) for name, _ in wanted]
     seeds_of = {id(cfg): args.seeds[:k] for cfg, (_, k) in zip(configs, wanted)}
@@ -112,7 +121,8 @@ def main():
     procs = []
     for cfg, seed, out in runs:
         key = _input_key(cfg)
-        procs.append(ctx.Process(target=_train_one, args=(args, cfg, seed, banks[key], heldouts.get(key), threads, out)))
+        procs.append(ctx.Process(target=_train_one,
+                                 args=(args, cfg, seed, banks[key], heldouts.get(key), threads, out, parent)))
     for proc in procs:
         proc.start()
     for proc in procs:
