@@ -63,7 +63,8 @@ def render_banks(cases: int, seed: int, specs: list[InputSpec], with_crops: bool
     for training (it is an external site, for scoring only)."""
     if for_training and style in HELD_OUT_STYLES:
         raise SystemExit(f"the phantom style {style!r} is held out: score on it, never train on it")
-    cached = [_cache_path(cases, seed, spec, with_crops, crop_margin, splits, style) for spec in specs]
+    code = _drawing_code_digest() if os.environ.get("DVT_BANK_CACHE") else None
+    cached = [_cache_path(cases, seed, spec, with_crops, crop_margin, splits, style, code) for spec in specs]
     if all(p is not None and p.is_file() for p in cached):
         return [load_bank(p, with_crops) for p in cached]
     plans = [p for p in plan_cases(cases, seed) if splits is None or p["split"] in splits]
@@ -79,10 +80,19 @@ def render_banks(cases: int, seed: int, specs: list[InputSpec], with_crops: bool
 
 
 LIB = Path(__file__).resolve().parents[1] / "DVTStaging" / "DVTStagingLib"
-DRAWING_CODE = [*sorted((LIB / "phantom").rglob("*.py")), LIB / "staging" / "slices.py", LIB / "training" / "slice_bank.py"]
+DRAWING_CODE = [*sorted((LIB / "phantom").rglob("*.py")), LIB / "staging" / "slices.py",
+                LIB / "training" / "slice_bank.py"]
 
 
-def _cache_path(cases, seed, spec: InputSpec, with_crops, crop_margin, splits, style) -> Path | None:
+def _drawing_code_digest() -> bytes:
+    """sha256 of the code that draws and slices the studies: read once per request, shared by its banks."""
+    h = hashlib.sha256()
+    for source in DRAWING_CODE:
+        h.update(source.read_bytes())
+    return h.digest()
+
+
+def _cache_path(cases, seed, spec: InputSpec, with_crops, crop_margin, splits, style, code) -> Path | None:
     """Where DVT_BANK_CACHE (a folder, when set) keeps this bank: keyed by the request and the phantom's own
     code and slicing, so a changed drawing never reuses slices of the old one (the tools re-fitting a model after its
     training then read the training's rendering instead of drawing 1200 studies again)."""
@@ -91,8 +101,7 @@ def _cache_path(cases, seed, spec: InputSpec, with_crops, crop_margin, splits, s
         return None
     h = hashlib.sha256(json.dumps([cases, seed, spec.to_dict(), with_crops, crop_margin, sorted(splits or []),
                                    style, MAX_SLICES_PER_ROI]).encode())
-    for source in DRAWING_CODE:
-        h.update(source.read_bytes())
+    h.update(code)
     return Path(folder) / f"bank-{style}-{seed}-{cases}-{h.hexdigest()[:16]}.npz"
 
 

@@ -95,8 +95,8 @@ def main():
         args.config, args.epochs = [finetune_config(parent[1], args.epochs)], None
     started = time.time()
     # NAME@K: this config with the first K of --seeds only.  The parent never touches CUDA: trainers are forked.
-    wanted = [(name.rsplit("@", 1)[0], int(name.rsplit("@", 1)[1])) if isinstance(name, str) and "@" in name else (name, len(args.seeds))
-              for name in args.config]
+    wanted = [(name.rsplit("@", 1)[0], int(name.rsplit("@", 1)[1])) if isinstance(name, str) and "@" in name
+              else (name, len(args.seeds)) for name in args.config]
     configs = [_config(args, name) for name, _ in wanted]
     seeds_of = {id(cfg): args.seeds[:k] for cfg, (_, k) in zip(configs, wanted)}
     # One bank per distinct input (and crops or not); every study is rendered once for all of them.

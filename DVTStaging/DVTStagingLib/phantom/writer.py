@@ -54,22 +54,27 @@ def plan_cases(n_cases: int, seed: int, normal_fraction: float = 0.0) -> list[di
     return plans
 
 
+def study_files(roi_names: list[str]) -> dict:
+    """The files of one study's folder, relative to it: image, tissue segmentation, an ROI file per thrombus, truth."""
+    return {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd",
+            "rois": [f"{name}.mrk.json" for name in roi_names], "truth": "truth.json"}
+
+
 def write_study(study: PhantomStudy, folder: Path) -> dict:
-    """Image, tissue segmentation, one ROI file per thrombus and the truth; paths relative to folder."""
+    """Write study_files (truth.json last: a folder holding it is complete); paths relative to folder."""
+    files = study_files([roi.name for roi in study.rois])
     folder.mkdir(parents=True, exist_ok=True)
-    write_volume(study.volume, folder / "image.nrrd")
-    write_segmentation(folder / "tissues.seg.nrrd", study.labels, study.volume)
-    roi_files = []
-    for roi in study.rois:
-        write_rois(folder / f"{roi.name}.mrk.json", [roi])
-        roi_files.append(f"{roi.name}.mrk.json")
-    (folder / "truth.json").write_text(json.dumps(study.truth, indent=1), encoding="utf-8")
-    return {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd", "rois": roi_files, "truth": "truth.json"}
+    write_volume(study.volume, folder / files["image"])
+    write_segmentation(folder / files["segmentation"], study.labels, study.volume)
+    for roi, name in zip(study.rois, files["rois"]):
+        write_rois(folder / name, [roi])
+    (folder / files["truth"]).write_text(json.dumps(study.truth, indent=1), encoding="utf-8")
+    return files
 
 
-def _finished_case(root: str, rel: Path, plan: dict, style: str) -> dict | None:
-    """The files of a case an interrupted run already wrote completely (truth.json is written last)."""
-    truth_path = Path(root) / rel / "truth.json"
+def _finished_case(root: str, rel: Path, plan: dict, style: str) -> tuple[dict, dict] | None:
+    """(files, truth) of a case an interrupted run already wrote completely (write_study writes truth.json last)."""
+    truth_path = Path(root) / rel / study_files([])["truth"]
     if not truth_path.is_file():
         return None
     try:
@@ -79,16 +84,14 @@ def _finished_case(root: str, rel: Path, plan: dict, style: str) -> dict | None:
     if truth.get("seed") != plan["seed"] or truth.get("style", TRAINING_STYLE) != style:
         raise UserError(f"{Path(root) / rel} was drawn by another phantom run (seed or style differ); "
                         "--resume continues the same --cases, --seed and --style")
-    rois = [f"{t['roi']}.mrk.json" for t in truth["thrombi"]]
-    return {"files": {"image": "image.nrrd", "segmentation": "tissues.seg.nrrd", "rois": rois, "truth": "truth.json"},
-            "truth": truth}
+    return study_files([t["roi"] for t in truth["thrombi"]]), truth
 
 
 def _make_case(root: str, the_id: str, plan: dict, style: str = TRAINING_STYLE, resume: bool = False) -> dict:
     rel = Path("cases") / the_id
     done = _finished_case(root, rel, plan, style) if resume else None
     if done is not None:
-        files, truth = done["files"], done["truth"]
+        files, truth = done
     else:
         study = make_study(plan["seed"], plan["stages"], style)
         study.truth["style"] = style
